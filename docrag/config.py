@@ -1,0 +1,94 @@
+"""Options for every stage, as pydantic models with a description on each field.
+
+Environment variables with the ``DOCRAG_`` prefix override defaults
+(``DOCRAG_OCR=always``, ``DOCRAG_EMBEDDER=...``); the CLI builds its flags from
+these fields, so ``--help`` shows the same descriptions.
+
+>>> IngestOptions(ocr="never").ocr
+'never'
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from docrag.errors import ConfigError
+
+__all__ = ["IngestOptions", "SearchOptions", "options_from_env"]
+
+OcrMode = Literal["auto", "always", "never"]
+
+
+class IngestOptions(BaseModel):
+    """How documents are read, chunked and embedded."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    ocr: OcrMode = Field(
+        "auto",
+        description="auto: OCR pages whose text layer is missing or unusable; "
+        "always: OCR every page; never: use the text layer only.",
+    )
+    dpi: int = Field(300, ge=72, le=600, description="Raster resolution for OCR, in dots per inch.")
+    detector: str = Field("dbnet", description="Text-region detector engine.")
+    recognizer: str = Field("ppocr", description="Text recognizer engine.")
+    min_ocr_confidence: float = Field(
+        0.5, ge=0.0, le=1.0, description="Drop OCR lines read with a lower mean confidence."
+    )
+    embedder: str = Field(
+        "minilm",
+        description="Text embedder: 'minilm' (offline default) or any sentence-transformers "
+        "model id or local directory.",
+    )
+    chunk_tokens: int = Field(
+        200, ge=16, le=8192, description="Target chunk size in embedder tokens (words as a proxy)."
+    )
+    chunk_overlap: int = Field(
+        40, ge=0, description="Tokens repeated between consecutive chunks of one page."
+    )
+    batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+
+    @model_validator(mode="after")
+    def _overlap_smaller_than_chunk(self) -> IngestOptions:
+        if self.chunk_overlap >= self.chunk_tokens:
+            raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        return self
+
+
+class SearchOptions(BaseModel):
+    """How a query is answered."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    k: int = Field(5, ge=1, le=1000, description="Number of hits to return.")
+    kind: Literal["any", "text", "table", "figure", "chart", "caption"] = Field(
+        "any", description="Only return hits of this kind."
+    )
+
+
+def options_from_env(cls: type[BaseModel], **overrides: Any) -> Any:
+    """Build ``cls`` from ``DOCRAG_<FIELD>`` environment variables, then ``overrides``.
+
+    ``None`` overrides are ignored so CLI flags left unset fall back to the
+    environment and then to the defaults.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the option.
+    """
+    values: dict[str, Any] = {}
+    for name in cls.model_fields:
+        env = os.environ.get(f"DOCRAG_{name.upper()}")
+        if env is not None:
+            values[name] = env
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    try:
+        return cls(**values)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in err['loc']) or 'options'}: {err['msg']}"
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid {cls.__name__}: {problems}") from None

@@ -1,0 +1,268 @@
+"""Open PDFs and images as a stream of pages.
+
+A :class:`Document` never rasterizes more than the page asked for. Every page
+reports its size in PDF points (unrotated page space), its text-layer words,
+and renders to an RGB array together with the affine map from raster pixels
+back to page points.
+
+>>> import pymupdf, tempfile, os
+>>> d = pymupdf.open(); pg = d.new_page(); _ = pg.insert_text((72, 72), "Hello there")
+>>> path = os.path.join(tempfile.mkdtemp(), "h.pdf"); d.save(path)
+>>> with open_document(path) as doc:
+...     page = next(doc.pages())
+...     [w.text for w in page.words()]
+['Hello', 'there']
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from docrag.errors import LoadError
+from docrag.io.sniff import FileType, sniff
+from docrag.types import BBox, Word
+
+__all__ = ["Document", "PageSource", "open_document", "file_sha256"]
+
+# Beyond this many pixels a raster is downscaled: a 200x200-inch page at
+# 300 dpi would otherwise need tens of gigabytes.
+MAX_RASTER_PIXELS = 60_000_000
+
+
+def file_sha256(path: str | Path) -> str:
+    """Hex sha256 of the file's bytes (the document id)."""
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@dataclass
+class Raster:
+    """A rendered page and the map from its pixels to page points.
+
+    ``to_points`` is a 2x3 affine matrix: ``[x_pt, y_pt] = M @ [x_px, y_px, 1]``.
+    """
+
+    image: np.ndarray
+    to_points: np.ndarray
+    dpi: float
+
+    def points(self, xy: np.ndarray) -> np.ndarray:
+        """Map an ``(..., 2)`` array of pixel coordinates to page points."""
+        xy = np.asarray(xy, dtype=np.float64)
+        return xy @ self.to_points[:, :2].T + self.to_points[:, 2]
+
+    def box_points(self, quad: np.ndarray) -> BBox:
+        """The axis-aligned page-point box around a pixel quad or polygon."""
+        pts = self.points(np.asarray(quad).reshape(-1, 2))
+        x0, y0 = pts.min(axis=0)
+        x1, y1 = pts.max(axis=0)
+        return (float(x0), float(y0), float(x1), float(y1))
+
+
+class PageSource:
+    """One page of a :class:`Document`; cheap until :meth:`render` is called."""
+
+    def __init__(self, doc: Document, number: int) -> None:
+        self.doc = doc
+        self.number = number  # 1-based
+        self._page: Any = doc._pdf[number - 1] if doc._pdf is not None else None
+        self._frame: Any = None
+        if self._page is not None:
+            r = self._page.cropbox
+            self.width, self.height = float(r.width), float(r.height)
+            self.rotation = int(self._page.rotation)
+        else:
+            self._frame = doc._frame(number - 1)
+            dpi = doc._image_dpi(self._frame)
+            self.width = self._frame.width * 72.0 / dpi
+            self.height = self._frame.height * 72.0 / dpi
+            self.rotation = 0
+
+    def words(self) -> list[Word]:
+        """Text-layer words in reading order of the file (empty for images)."""
+        if self._page is None:
+            return []
+        try:
+            raw = self._page.get_text("words", sort=False)
+        except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
+            raise LoadError(self.doc.source, f"text layer unreadable ({exc})", page=self.number) from None
+        return [Word(text=w[4], bbox=(w[0], w[1], w[2], w[3])) for w in raw if w[4].strip()]
+
+    def word_groups(self) -> list[list[Word]]:
+        """Text-layer words grouped by the PDF's own lines (block, line numbers)."""
+        if self._page is None:
+            return []
+        groups: dict[tuple[int, int], list[Word]] = {}
+        for w in self._page.get_text("words", sort=False):
+            if w[4].strip():
+                groups.setdefault((w[5], w[6]), []).append(Word(w[4], (w[0], w[1], w[2], w[3])))
+        return list(groups.values())
+
+    def image_boxes(self) -> list[BBox]:
+        """Boxes (page points) where raster images are drawn on this page."""
+        if self._page is None:
+            return [(0.0, 0.0, self.width, self.height)]
+        boxes = []
+        for info in self._page.get_image_info():
+            x0, y0, x1, y1 = info["bbox"]
+            boxes.append((max(0.0, x0), max(0.0, y0), min(self.width, x1), min(self.height, y1)))
+        return [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+
+    def render(self, dpi: int = 300) -> Raster:
+        """Rasterize the page as displayed (rotation applied) at ``dpi``.
+
+        Image pages are returned at their native resolution. Huge pages are
+        downscaled so that no raster exceeds ``MAX_RASTER_PIXELS``.
+        """
+        if self._page is None:
+            return self._render_frame()
+        import pymupdf
+
+        zoom = dpi / 72.0
+        area = self.width * self.height * zoom * zoom
+        if area > MAX_RASTER_PIXELS:
+            zoom *= (MAX_RASTER_PIXELS / area) ** 0.5
+        try:
+            pix = self._page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
+        except Exception as exc:
+            raise LoadError(self.doc.source, f"page cannot be rendered ({exc})", page=self.number) from None
+        img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3].copy()
+        # pixels -> displayed (rotated) points -> unrotated page points
+        m = self._page.derotation_matrix
+        s = 1.0 / zoom
+        to_points = np.array([[m.a * s, m.c * s, m.e], [m.b * s, m.d * s, m.f]], dtype=np.float64)
+        return Raster(image=img, to_points=to_points, dpi=72.0 * zoom)
+
+    def _render_frame(self) -> Raster:
+        img = np.asarray(self._frame.convert("RGB"), dtype=np.uint8).copy()
+        s = self.width / self._frame.width
+        to_points = np.array([[s, 0.0, 0.0], [0.0, s, 0.0]], dtype=np.float64)
+        return Raster(image=img, to_points=to_points, dpi=72.0 / s)
+
+
+class Document:
+    """An open PDF or image file. Use :func:`open_document`."""
+
+    def __init__(self, path: str | Path, kind: FileType, password: str | None = None) -> None:
+        self.source = str(path)
+        self.path = Path(path)
+        self.kind = kind
+        self._pdf: Any = None
+        self._image: Any = None
+        if kind == "pdf":
+            self._open_pdf(password)
+        else:
+            self._open_image()
+        self.doc_id = file_sha256(self.path)
+
+    def _open_pdf(self, password: str | None) -> None:
+        import pymupdf
+
+        try:
+            pdf = pymupdf.open(self.path, filetype="pdf")
+        except Exception as exc:
+            raise LoadError(self.source, f"corrupt or truncated PDF ({_first_line(exc)})",
+                            hint="re-export or repair it (e.g. with qpdf) and try again") from None
+        if pdf.needs_pass:
+            if not password or not pdf.authenticate(password):
+                pdf.close()
+                raise LoadError(self.source, "password-protected PDF",
+                                hint="decrypt it first (e.g. qpdf --decrypt) or pass the password")
+        if pdf.page_count == 0:
+            pdf.close()
+            raise LoadError(self.source, "PDF has no pages", hint="check that the export finished")
+        if pdf.is_repaired and not _has_eof_marker(self.path):
+            # MuPDF rebuilds a cut-off file silently; indexing half of it would
+            # lose the rest without a word, so a truncated file is refused.
+            pages = pdf.page_count
+            pdf.close()
+            raise LoadError(self.source, f"truncated PDF (no end-of-file marker; {pages} page(s) recoverable)",
+                            hint="download or copy the file again")
+        self._pdf = pdf
+
+    def _open_image(self) -> None:
+        from PIL import Image
+
+        try:
+            img = Image.open(self.path)
+            img.load()
+        except Exception as exc:
+            raise LoadError(self.source, f"unreadable {self.kind.upper()} image ({_first_line(exc)})",
+                            hint="re-export the image") from None
+        self._image = img
+
+    @property
+    def page_count(self) -> int:
+        if self._pdf is not None:
+            return int(self._pdf.page_count)
+        return int(getattr(self._image, "n_frames", 1))
+
+    def pages(self) -> Iterator[PageSource]:
+        """Yield the pages one at a time (1-based ``number``)."""
+        for i in range(self.page_count):
+            yield PageSource(self, i + 1)
+
+    def page(self, number: int) -> PageSource:
+        """The page with 1-based ``number``."""
+        if not 1 <= number <= self.page_count:
+            raise LoadError(self.source, f"has no page {number} (it has {self.page_count})")
+        return PageSource(self, number)
+
+    def _frame(self, index: int) -> Any:
+        try:
+            self._image.seek(index)
+            return self._image.copy()
+        except Exception as exc:
+            raise LoadError(self.source, f"image frame unreadable ({_first_line(exc)})", page=index + 1) from None
+
+    @staticmethod
+    def _image_dpi(frame: Any) -> float:
+        dpi = frame.info.get("dpi")
+        try:
+            value = float(dpi[0]) if dpi else 0.0
+        except (TypeError, ValueError, IndexError):
+            value = 0.0
+        # Missing or absurd DPI metadata: treat one pixel as one point.
+        return value if 30.0 <= value <= 2400.0 else 72.0
+
+    def close(self) -> None:
+        if self._pdf is not None:
+            self._pdf.close()
+        if self._image is not None:
+            self._image.close()
+
+    def __enter__(self) -> Document:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def open_document(path: str | Path, password: str | None = None) -> Document:
+    """Open a PDF, PNG, JPEG or (multi-page) TIFF file by content.
+
+    Raises:
+        LoadError: missing, empty, not a document, encrypted, corrupt or zero pages.
+    """
+    return Document(path, sniff(path), password=password)
+
+
+def _has_eof_marker(path: Path) -> bool:
+    with open(path, "rb") as fh:
+        fh.seek(0, 2)
+        size = fh.tell()
+        fh.seek(max(0, size - 4096))
+        return b"%%EOF" in fh.read()
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__

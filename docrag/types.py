@@ -1,0 +1,185 @@
+"""Result types shared by every stage.
+
+Boxes are ``(x0, y0, x1, y1)`` in PDF points, top-left origin, in the
+unrotated page space (PyMuPDF's page coordinates). Every type round-trips
+through JSON with ``to_dict`` / ``from_dict``.
+
+>>> line = Line(text="hello", bbox=(10.0, 20.0, 40.0, 30.0))
+>>> Line.from_dict(line.to_dict()) == line
+True
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, fields
+from typing import Any, Literal, TypeVar
+
+BBox = tuple[float, float, float, float]
+Kind = Literal["text", "table", "figure", "chart", "caption"]
+PageMethod = Literal["text", "ocr", "mixed", "failed"]
+
+__all__ = [
+    "BBox",
+    "Kind",
+    "PageMethod",
+    "Word",
+    "Line",
+    "Block",
+    "Page",
+    "Chunk",
+    "Hit",
+    "union",
+    "iou",
+]
+
+_T = TypeVar("_T", bound="_Serializable")
+
+
+class _Serializable:
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict of this object."""
+        return asdict(self)  # type: ignore[call-overload]
+
+    @classmethod
+    def from_dict(cls: type[_T], data: dict[str, Any]) -> _T:
+        """Rebuild an object from :meth:`to_dict` output (tuples restored)."""
+        kwargs: dict[str, Any] = {}
+        for f in fields(cls):  # type: ignore[arg-type]
+            if f.name not in data:
+                continue
+            kwargs[f.name] = _revive(cls, f.name, data[f.name])
+        return cls(**kwargs)
+
+
+def _revive(cls: type, name: str, value: Any) -> Any:
+    nested = {"words": Word, "lines": Line, "blocks": Block}
+    if name in nested and value is not None:
+        return [nested[name].from_dict(v) if isinstance(v, dict) else v for v in value]
+    if name == "bbox" and value is not None:
+        return tuple(float(v) for v in value)
+    if name == "line_boxes" and value is not None:
+        return [tuple(float(v) for v in b) for b in value]
+    return value
+
+
+@dataclass
+class Word(_Serializable):
+    """One word with its box and recognition confidence (1.0 for the text layer)."""
+
+    text: str
+    bbox: BBox
+    confidence: float = 1.0
+
+
+@dataclass
+class Line(_Serializable):
+    """One line of text, from the text layer or from OCR."""
+
+    text: str
+    bbox: BBox
+    confidence: float = 1.0
+    words: list[Word] = field(default_factory=list)
+    source: Literal["text", "ocr"] = "text"
+
+
+@dataclass
+class Block(_Serializable):
+    """Lines that belong together (a paragraph, a heading), in reading order."""
+
+    lines: list[Line]
+    bbox: BBox
+    kind: Kind = "text"
+    column: int = 0
+
+    @property
+    def text(self) -> str:
+        return "\n".join(line.text for line in self.lines)
+
+
+@dataclass
+class Page(_Serializable):
+    """What the pipeline saw on one page.
+
+    Attributes:
+        number: 1-based page number.
+        width, height: Page size in points (unrotated page space).
+        method: ``text`` (text layer), ``ocr``, ``mixed`` or ``failed``.
+        reason: Why the router chose ``method`` (a sentence for humans).
+        blocks: Blocks in reading order.
+    """
+
+    number: int
+    width: float
+    height: float
+    method: PageMethod = "text"
+    reason: str = ""
+    rotation: int = 0
+    blocks: list[Block] = field(default_factory=list)
+    error: str | None = None
+
+    @property
+    def lines(self) -> list[Line]:
+        return [line for block in self.blocks for line in block.lines]
+
+    @property
+    def text(self) -> str:
+        return "\n\n".join(block.text for block in self.blocks)
+
+
+@dataclass
+class Chunk(_Serializable):
+    """A piece of one page to embed and index, with its provenance."""
+
+    doc_id: str
+    source: str
+    page: int
+    text: str
+    bbox: BBox
+    line_boxes: list[BBox] = field(default_factory=list)
+    kind: Kind = "text"
+    ordinal: int = 0
+
+
+@dataclass
+class Hit(_Serializable):
+    """A search result: a chunk, its score and where it came from."""
+
+    doc_id: str
+    source: str
+    page: int
+    text: str
+    bbox: BBox
+    kind: Kind
+    score: float
+    line_boxes: list[BBox] = field(default_factory=list)
+    image: str | None = None
+    chunk_id: int | None = None
+
+
+def union(boxes: list[BBox]) -> BBox:
+    """The smallest box containing all ``boxes``.
+
+    >>> union([(0, 0, 1, 1), (2, 3, 4, 5)])
+    (0.0, 0.0, 4.0, 5.0)
+    """
+    if not boxes:
+        raise ValueError("union of no boxes")
+    return (
+        float(min(b[0] for b in boxes)),
+        float(min(b[1] for b in boxes)),
+        float(max(b[2] for b in boxes)),
+        float(max(b[3] for b in boxes)),
+    )
+
+
+def iou(a: BBox, b: BBox) -> float:
+    """Intersection over union of two boxes.
+
+    >>> round(iou((0, 0, 2, 2), (1, 0, 3, 2)), 3)
+    0.333
+    """
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = ix * iy
+    area = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / area if area > 0 else 0.0
