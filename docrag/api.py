@@ -1,0 +1,241 @@
+"""The Python API: ``Index(path).ingest(paths)``, ``.search(query)``, ``docrag.ocr(path)``.
+
+>>> import docrag  # doctest: +SKIP
+>>> index = docrag.Index("my-index")  # doctest: +SKIP
+>>> report = index.ingest(["fixtures/data/report.pdf"])  # doctest: +SKIP
+>>> index.search("fleet size", k=3)[0].page  # doctest: +SKIP
+2
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+from docrag.chunk import chunk_page
+from docrag.config import IngestOptions, options_from_env
+from docrag.embed import TextEmbedder, get_embedder
+from docrag.errors import DocragError, LoadError, StoreError
+from docrag.index import DB_NAME, LocalStore
+from docrag.io import open_document
+from docrag.pipeline import process_page
+from docrag.retrieve import dense_search
+from docrag.types import Chunk, Hit, Page
+
+__all__ = ["Index", "IngestReport", "FileResult", "ocr", "expand_paths"]
+
+SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+
+ProgressFn = Callable[[str, int, int], None]  # (source, pages done, pages total)
+
+
+@dataclass
+class FileResult:
+    """What happened to one input file."""
+
+    source: str
+    status: str  # "indexed" | "unchanged" | "replaced" | "failed"
+    doc_id: str | None = None
+    pages: int = 0
+    pages_ocr: int = 0
+    chunks: int = 0
+    error: str | None = None
+    page_errors: list[str] = field(default_factory=list)
+
+
+@dataclass
+class IngestReport:
+    """The summary of one ``ingest`` call; failures are listed, not raised."""
+
+    files: list[FileResult] = field(default_factory=list)
+    seconds: float = 0.0
+
+    @property
+    def failures(self) -> list[FileResult]:
+        return [f for f in self.files if f.status == "failed"]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failures and not any(f.page_errors for f in self.files)
+
+    def totals(self) -> dict[str, Any]:
+        return {
+            "files": len(self.files),
+            "indexed": sum(f.status in ("indexed", "replaced") for f in self.files),
+            "unchanged": sum(f.status == "unchanged" for f in self.files),
+            "failed": len(self.failures),
+            "pages": sum(f.pages for f in self.files),
+            "pages_ocr": sum(f.pages_ocr for f in self.files),
+            "page_errors": sum(len(f.page_errors) for f in self.files),
+            "chunks": sum(f.chunks for f in self.files),
+            "seconds": round(self.seconds, 2),
+        }
+
+
+def expand_paths(paths: Iterable[str | Path]) -> list[str]:
+    """Files as given; directories expanded to the supported files inside, sorted."""
+    out: list[str] = []
+    for p in paths:
+        path = Path(p)
+        if path.is_dir():
+            out += sorted(str(f) for f in path.rglob("*") if f.is_file() and f.suffix.lower() in SUFFIXES)
+        else:
+            out.append(str(p))
+    return out
+
+
+class Index:
+    """A docrag index directory: ingest files into it, search it.
+
+    Args:
+        path: The index directory (created on first ingest).
+        options: Ingest options; defaults come from ``DOCRAG_*`` variables.
+    """
+
+    def __init__(self, path: str | Path, options: IngestOptions | None = None) -> None:
+        self.path = Path(path)
+        self.options = options or options_from_env(IngestOptions)
+        self._store: LocalStore | None = None
+        self._embedder: TextEmbedder | None = None
+
+    # -- lazily opened parts -----------------------------------------------
+
+    @property
+    def exists(self) -> bool:
+        return (self.path / DB_NAME).exists()
+
+    def store(self, create: bool = False) -> LocalStore:
+        if self._store is None:
+            if self.exists:
+                self._store = LocalStore(self.path, create=False)
+            elif create:
+                emb = self.embedder()
+                self._store = LocalStore(self.path, embedder=emb.name, dim=emb.dim, create=True)
+            else:
+                raise StoreError(f"{self.path}: no docrag index here; run `docrag ingest FILES --index {self.path}` first")
+        return self._store
+
+    def embedder(self) -> TextEmbedder:
+        if self._embedder is None:
+            name = self.options.embedder
+            if self.exists:
+                name = LocalStore(self.path, create=False).embedder  # the index decides
+            self._embedder = get_embedder(name, self.options.batch_size)
+            if self._store is not None and (self._embedder.dim != self._store.dim):
+                raise StoreError(f"{self.path}: embedder {name!r} has dim {self._embedder.dim}, index has {self._store.dim}")
+        return self._embedder
+
+    # -- writing ------------------------------------------------------------
+
+    def ingest(self, paths: Iterable[str | Path], progress: ProgressFn | None = None) -> IngestReport:
+        """Add files (or directories of files) to the index.
+
+        Unchanged files (same bytes) are skipped; a changed file replaces its
+        previous version; a bad file is reported and leaves the index untouched.
+        """
+        start = time.perf_counter()
+        report = IngestReport()
+        for source in expand_paths(paths):
+            report.files.append(self._ingest_file(source, progress))
+        report.seconds = time.perf_counter() - start
+        return report
+
+    def _ingest_file(self, source: str, progress: ProgressFn | None) -> FileResult:
+        result = FileResult(source=source, status="failed")
+        try:
+            doc = open_document(source)
+        except LoadError as exc:
+            result.error = str(exc)
+            return result
+        with doc:
+            result.doc_id = doc.doc_id
+            store = self.store(create=True)
+            if store.has_document(doc.doc_id):
+                result.status = "unchanged"
+                return result
+            pages, chunks = self._read_document(doc, result, progress)
+            if result.pages and not any(p.method != "failed" for p in pages):
+                result.error = f"{source}: no page could be read ({result.page_errors[0]})"
+                return result
+            vectors = self.embedder().embed_documents([c.text for c in chunks])
+            replaces = [d for d in store.find_documents(str(Path(source).resolve())) if d != doc.doc_id]
+            record = {"doc_id": doc.doc_id, "source": source, "path": str(Path(source).resolve()),
+                      "size": Path(source).stat().st_size, "pages": doc.page_count,
+                      "info": {"kind": doc.kind}}
+            store.add_document(record, pages, chunks, vectors, replaces=replaces)
+        result.status = "replaced" if replaces else "indexed"
+        result.chunks = len(chunks)
+        return result
+
+    def _read_document(self, doc: Any, result: FileResult, progress: ProgressFn | None) -> tuple[list[Page], list[Chunk]]:
+        pages: list[Page] = []
+        chunks: list[Chunk] = []
+        for src in doc.pages():
+            try:
+                page = process_page(src, self.options)
+            except DocragError as exc:
+                page = _failed_page(src, str(exc))
+            except Exception as exc:  # one bad page must not abort the batch
+                page = _failed_page(src, f"{doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
+            if page.error:
+                result.page_errors.append(page.error)
+            pages.append(page)
+            result.pages += 1
+            result.pages_ocr += page.method in ("ocr", "mixed")
+            chunks += chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
+            if progress:
+                progress(doc.source, src.number, doc.page_count)
+        for i, chunk in enumerate(chunks):
+            chunk.ordinal = i
+        return pages, chunks
+
+    def delete(self, source: str) -> int:
+        """Remove documents by source path or doc id; returns how many were removed."""
+        store = self.store()
+        doc_ids = store.find_documents(source)
+        for doc_id in doc_ids:
+            store.delete_document(doc_id)
+        return len(doc_ids)
+
+    # -- reading ------------------------------------------------------------
+
+    def search(self, query: str, k: int = 5, kind: str | None = None) -> list[Hit]:
+        """The ``k`` best chunks for ``query``, each with its page and box."""
+        return dense_search(self.store(), self.embedder(), query, k=k, kind=kind)
+
+    def info(self) -> dict[str, Any]:
+        """Counts, embedder and FAISS state of the index."""
+        return self.store().stats()
+
+    def documents(self) -> list[dict[str, Any]]:
+        return [dict(d) for d in self.store().documents()]
+
+    def close(self) -> None:
+        if self._store is not None:
+            self._store.close()
+            self._store = None
+
+    def __enter__(self) -> Index:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _failed_page(src: Any, message: str) -> Page:
+    return Page(number=src.number, width=src.width, height=src.height, rotation=src.rotation,
+                method="failed", reason="error", error=message)
+
+
+def ocr(path: str | Path, options: IngestOptions | None = None) -> Iterator[Page]:
+    """OCR every page of a file (no index), yielding pages with blocks and lines.
+
+    >>> pages = list(ocr("fixtures/data/page_scan.png"))  # doctest: +SKIP
+    """
+    opts = options or options_from_env(IngestOptions, ocr="always")
+    with open_document(path) as doc:
+        for src in doc.pages():
+            yield process_page(src, opts)
+

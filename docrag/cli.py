@@ -1,0 +1,178 @@
+"""The ``docrag`` command line.
+
+Flags of ``ingest`` are generated from :class:`docrag.config.IngestOptions`,
+so their help is the options' descriptions. Errors are one line on stderr and
+a non-zero exit status; ``--json`` prints machine-readable output.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import textwrap
+import typing
+from typing import Any, Callable
+
+import click
+
+from docrag.config import IngestOptions, options_from_env
+from docrag.errors import DocragError
+
+__all__ = ["main", "cli"]
+
+
+def _options_from_model(model: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding one ``--flag`` per pydantic field, default ``None`` (= env, then model default)."""
+
+    def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
+        for name, f in reversed(list(model.model_fields.items())):  # type: ignore[attr-defined]
+            ann = f.annotation
+            kind: Any
+            if typing.get_origin(ann) is typing.Literal:
+                kind = click.Choice([str(a) for a in typing.get_args(ann)])
+            else:
+                kind = {int: int, float: float}.get(ann, str)
+            flag = "--" + name.replace("_", "-")
+            fn = click.option(flag, name, type=kind, default=None,
+                              help=f"{f.description} [default: {f.default}]")(fn)
+        return fn
+
+    return deco
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="docrag")
+def cli() -> None:
+    """docrag: PDFs and scans into a searchable index with page-and-box citations."""
+
+
+@cli.command()
+@click.argument("paths", nargs=-1, required=True)
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@_options_from_model(IngestOptions)
+def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, **opts: Any) -> None:
+    """Add PDFs and images (or folders of them) to an index."""
+    from tqdm import tqdm
+
+    from docrag.api import Index, IngestReport, expand_paths
+
+    options = options_from_env(IngestOptions, **opts)
+    index = Index(index_dir, options)
+    files = expand_paths(paths)
+    if not files:
+        raise click.ClickException("no PDF or image files found in " + ", ".join(paths))
+    bar = tqdm(total=len(files), unit="file", disable=quiet or as_json, file=sys.stderr)
+
+    def progress(source: str, done: int, total: int) -> None:
+        bar.set_postfix_str(f"page {done}/{total}")
+
+    report = IngestReport()
+    for path in files:
+        bar.set_description(textwrap.shorten(path, 40, placeholder="…"))
+        part = index.ingest([path], progress=progress)
+        report.files += part.files
+        report.seconds += part.seconds
+        bar.update(1)
+    bar.close()
+    for f in report.files:
+        if f.status == "failed":
+            click.echo(f"error: {f.error}", err=True)
+        for err in f.page_errors:
+            click.echo(f"warning: page skipped: {err}", err=True)
+    totals = report.totals()
+    if as_json:
+        click.echo(json.dumps({"totals": totals, "files": [vars(f) for f in report.files]}, indent=2))
+    else:
+        click.echo(
+            f"{totals['files']} file(s): {totals['indexed']} indexed, {totals['unchanged']} unchanged, "
+            f"{totals['failed']} failed · {totals['pages']} pages ({totals['pages_ocr']} OCR'd) · "
+            f"{totals['chunks']} chunks · {totals['seconds']:.1f} s"
+        )
+    if report.failures:
+        sys.exit(1)
+
+
+@cli.command()
+@click.argument("query")
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
+@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of hits.")
+@click.option("--kind", type=click.Choice(["any", "text", "table", "figure", "chart", "caption"]), default="any",
+              show_default=True, help="Only hits of this kind.")
+@click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
+def search(query: str, index_dir: str, k: int, kind: str, as_json: bool) -> None:
+    """Search an index; every hit names its file, page and box (PDF points)."""
+    from docrag.api import Index
+
+    hits = Index(index_dir).search(query, k=k, kind=kind)
+    if as_json:
+        keys = ("source", "doc_id", "page", "bbox", "kind", "text", "score", "image")
+        click.echo(json.dumps([{key: getattr(h, key) for key in keys} for h in hits], indent=2))
+        return
+    if not hits:
+        click.echo("no hits")
+    for rank, h in enumerate(hits, 1):
+        box = ", ".join(f"{v:.0f}" for v in h.bbox)
+        click.echo(f"{rank:>2}. {h.score:.3f}  {h.source}  p.{h.page}  [{box}]  {h.kind}")
+        click.echo(textwrap.indent(textwrap.shorten(h.text.replace("\n", " "), 300, placeholder=" …"), "    "))
+
+
+@cli.command()
+@click.argument("index_dir", type=click.Path(file_okay=False))
+@click.option("--docs", is_flag=True, help="List the documents too.")
+@click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
+def info(index_dir: str, docs: bool, as_json: bool) -> None:
+    """Show what an index holds."""
+    from docrag.api import Index
+
+    index = Index(index_dir)
+    stats = index.info()
+    documents = index.documents() if docs or as_json else []
+    if as_json:
+        click.echo(json.dumps({**stats, "documents_list": documents}, indent=2))
+        return
+    for key, value in stats.items():
+        click.echo(f"{key:>12}: {value}")
+    for d in documents:
+        click.echo(f"  {d['doc_id'][:12]}  {d['pages']:>4} p  {d['chunks']:>5} chunks  {d['source']}")
+
+
+@cli.command()
+@click.argument("sources", nargs=-1, required=True)
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
+def delete(sources: tuple[str, ...], index_dir: str) -> None:
+    """Remove documents (by path as ingested, absolute path, or doc id)."""
+    from docrag.api import Index
+
+    index = Index(index_dir)
+    missing = []
+    for source in sources:
+        n = index.delete(source)
+        if n:
+            click.echo(f"deleted {source}")
+        else:
+            missing.append(source)
+    if missing:
+        raise click.ClickException("not in the index: " + ", ".join(missing))
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: run the CLI, turning docrag errors into one line and exit 2."""
+    try:
+        cli.main(args=argv, prog_name="docrag", standalone_mode=False)
+    except click.exceptions.Abort:
+        click.echo("aborted", err=True)
+        sys.exit(130)
+    except click.ClickException as exc:
+        exc.show()
+        sys.exit(exc.exit_code)
+    except DocragError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    except SystemExit:
+        raise
+
+
+if __name__ == "__main__":
+    main()

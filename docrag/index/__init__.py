@@ -1,0 +1,8 @@
+"""The index directory: SQLite (documents, pages, chunks, FTS5, vectors) + FAISS caches."""
+
+from __future__ import annotations
+
+from docrag.index.store import DB_NAME, LocalStore
+from docrag.index.vectors import VectorCache
+
+__all__ = ["LocalStore", "VectorCache", "DB_NAME"]

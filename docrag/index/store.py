@@ -1,0 +1,323 @@
+"""The local store: SQLite (source of truth) beside FAISS files (caches).
+
+One write = one SQLite transaction that bumps ``meta.generation``; the FAISS
+cache follows after the commit and is rebuilt from SQLite whenever its stamp
+does not match. Writers hold an exclusive lock file; readers never block.
+
+>>> import tempfile, numpy as np
+>>> store = LocalStore(tempfile.mkdtemp(), embedder="fake", dim=2)
+>>> store.stats()["chunks"]
+0
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import sqlite3
+import time
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from docrag.errors import StoreError
+from docrag.index.vectors import FAISS_FLAT, VectorCache
+from docrag.types import Chunk, Hit, Page
+
+__all__ = ["LocalStore", "DocumentRecord", "SCHEMA_VERSION"]
+
+SCHEMA_VERSION = 1
+DB_NAME = "docrag.sqlite"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS documents (
+    doc_id TEXT PRIMARY KEY, source TEXT NOT NULL, path TEXT NOT NULL, size INTEGER NOT NULL,
+    pages INTEGER NOT NULL, added_at REAL NOT NULL, info TEXT NOT NULL DEFAULT '{}');
+CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
+CREATE TABLE IF NOT EXISTS pages (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, page INTEGER NOT NULL,
+    width REAL NOT NULL, height REAL NOT NULL, rotation INTEGER NOT NULL, method TEXT NOT NULL,
+    reason TEXT NOT NULL, error TEXT, PRIMARY KEY (doc_id, page));
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
+    page INTEGER NOT NULL, ordinal INTEGER NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
+    bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, image TEXT, vector BLOB NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, page);
+CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
+"""
+
+
+class DocumentRecord(dict):
+    """A row of ``documents`` as a dict (doc_id, source, path, size, pages, added_at, info)."""
+
+
+class LocalStore:
+    """SQLite + FAISS index directory.
+
+    Args:
+        path: The index directory (created when missing).
+        embedder: Name of the text embedder whose vectors are stored.
+        dim: Its dimension. Opening an index built with another embedder
+            raises :class:`StoreError`.
+        create: Create the directory when missing; else a missing index is an error.
+    """
+
+    def __init__(self, path: str | Path, embedder: str | None = None, dim: int | None = None, create: bool = True) -> None:
+        self.path = Path(path)
+        db = self.path / DB_NAME
+        if not db.exists():
+            if not create:
+                raise StoreError(f"{self.path}: no docrag index here (no {DB_NAME}); run `docrag ingest` first")
+            self.path.mkdir(parents=True, exist_ok=True)
+        self.db = sqlite3.connect(db, timeout=60.0, isolation_level=None, check_same_thread=False)
+        self.db.row_factory = sqlite3.Row
+        self.db.execute("PRAGMA journal_mode=WAL")
+        self.db.execute("PRAGMA foreign_keys=ON")
+        self.db.execute("PRAGMA synchronous=NORMAL")
+        with self._write_lock():
+            self.db.executescript(_SCHEMA)
+            self._init_meta(embedder, dim)
+        self.embedder = self.meta("embedder")
+        self.dim = int(self.meta("dim"))
+        self.vectors = VectorCache(self.path / "text.faiss", self.dim)
+
+    # -- meta ---------------------------------------------------------------
+
+    def _init_meta(self, embedder: str | None, dim: int | None) -> None:
+        have = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
+        if not have:
+            if embedder is None or dim is None:
+                raise StoreError(f"{self.path}: empty index; ingest documents first")
+            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
+                ("schema_version", str(SCHEMA_VERSION)), ("embedder", embedder), ("dim", str(dim)),
+                ("generation", "0"), ("faiss_type", FAISS_FLAT), ("created_at", str(time.time())),
+            ])
+            return
+        if int(have.get("schema_version", 0)) != SCHEMA_VERSION:
+            raise StoreError(f"{self.path}: index schema {have.get('schema_version')} is not {SCHEMA_VERSION}; re-ingest into a new index")
+        if embedder is not None and (have["embedder"] != embedder or (dim is not None and int(have["dim"]) != dim)):
+            raise StoreError(
+                f"{self.path}: index was built with embedder {have['embedder']!r} (dim {have['dim']}), "
+                f"not {embedder!r} (dim {dim}); use --embedder {have['embedder']} or a new index directory"
+            )
+
+    def meta(self, key: str) -> str:
+        row = self.db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
+        if row is None:
+            raise StoreError(f"{self.path}: index metadata lacks {key!r}; the index is damaged")
+        return str(row[0])
+
+    @property
+    def generation(self) -> int:
+        return int(self.meta("generation"))
+
+    # -- locking and transactions ------------------------------------------
+
+    @contextlib.contextmanager
+    def _write_lock(self) -> Iterator[None]:
+        """One writer per index directory, across processes."""
+        with open(self.path / ".write.lock", "a+") as fh:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                print(f"docrag: waiting for another writer on {self.path} ...", flush=True)
+                fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
+    @contextlib.contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            yield self.db
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+        else:
+            self.db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'generation'")
+            self.db.execute("COMMIT")
+
+    # -- documents ----------------------------------------------------------
+
+    def has_document(self, doc_id: str) -> bool:
+        return self.db.execute("SELECT 1 FROM documents WHERE doc_id = ?", (doc_id,)).fetchone() is not None
+
+    def documents(self) -> list[DocumentRecord]:
+        rows = self.db.execute(
+            "SELECT d.*, (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.doc_id) AS chunks "
+            "FROM documents d ORDER BY added_at"
+        ).fetchall()
+        return [DocumentRecord({**dict(r), "info": json.loads(r["info"])}) for r in rows]
+
+    def find_documents(self, source: str) -> list[str]:
+        """Doc ids whose given source or absolute path equals ``source``."""
+        absolute = str(Path(source).expanduser().resolve())
+        rows = self.db.execute(
+            "SELECT doc_id FROM documents WHERE source = ? OR path = ? OR doc_id = ?", (source, absolute, source)
+        ).fetchall()
+        return [r[0] for r in rows]
+
+    def pages(self, doc_id: str) -> list[dict[str, Any]]:
+        rows = self.db.execute("SELECT * FROM pages WHERE doc_id = ? ORDER BY page", (doc_id,)).fetchall()
+        return [dict(r) for r in rows]
+
+    def add_document(
+        self,
+        record: dict[str, Any],
+        pages: list[Page],
+        chunks: list[Chunk],
+        vectors: np.ndarray,
+        replaces: list[str] = (),  # type: ignore[assignment]
+    ) -> list[int]:
+        """Insert a document, its pages, chunks and vectors in one transaction.
+
+        Documents listed in ``replaces`` (an older version of the same file)
+        are removed in the same transaction. Returns the new chunk ids.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        if vectors.shape != (len(chunks), self.dim):
+            raise ValueError(f"expected vectors of shape {(len(chunks), self.dim)}, got {vectors.shape}")
+        with self._write_lock():
+            removed = self._chunk_ids(list(replaces))
+            with self._transaction() as db:
+                for doc_id in replaces:
+                    self._delete_rows(db, doc_id)
+                db.execute(
+                    "INSERT INTO documents (doc_id, source, path, size, pages, added_at, info) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (record["doc_id"], record["source"], record["path"], record["size"], record["pages"],
+                     time.time(), json.dumps(record.get("info", {}))),
+                )
+                db.executemany(
+                    "INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(record["doc_id"], p.number, p.width, p.height, p.rotation, p.method, p.reason, p.error) for p in pages],
+                )
+                ids = []
+                for chunk, vec in zip(chunks, vectors):
+                    cur = db.execute(
+                        "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, image, vector) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        (chunk.doc_id, chunk.page, chunk.ordinal, chunk.kind, chunk.text, json.dumps(chunk.bbox),
+                         json.dumps(chunk.line_boxes), None, vec.tobytes()),
+                    )
+                    ids.append(int(cur.lastrowid))
+                    db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, chunk.text))
+            self._sync_vectors(np.asarray(ids, dtype=np.int64), vectors, removed)
+        return ids
+
+    def delete_document(self, doc_id: str) -> int:
+        """Remove a document everywhere; returns the number of chunks removed."""
+        with self._write_lock():
+            removed = self._chunk_ids([doc_id])
+            with self._transaction() as db:
+                self._delete_rows(db, doc_id)
+            self._sync_vectors(np.zeros(0, dtype=np.int64), np.zeros((0, self.dim), np.float32), removed)
+        return len(removed)
+
+    def _chunk_ids(self, doc_ids: list[str]) -> list[int]:
+        ids: list[int] = []
+        for doc_id in doc_ids:
+            ids += [r[0] for r in self.db.execute("SELECT id FROM chunks WHERE doc_id = ?", (doc_id,))]
+        return ids
+
+    @staticmethod
+    def _delete_rows(db: sqlite3.Connection, doc_id: str) -> None:
+        db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?)", (doc_id,))
+        db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
+        db.execute("DELETE FROM pages WHERE doc_id = ?", (doc_id,))
+        db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
+
+    # -- vectors --------------------------------------------------------------
+
+    def _chunk_count(self) -> int:
+        return int(self.db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0])
+
+    def _sync_vectors(self, add_ids: np.ndarray, add_vecs: np.ndarray, removed: list[int]) -> None:
+        """Bring text.faiss to the committed generation (incrementally when it was fresh)."""
+        gen = self.generation
+        count = self._chunk_count()
+        previous_fresh = self.vectors.index is not None and self.vectors.generation == gen - 1
+        if not previous_fresh:
+            previous_fresh = self.vectors.load(gen - 1, count - len(add_ids) + len(removed))
+        if previous_fresh:
+            self.vectors.update(add_ids, add_vecs, removed, gen)
+        else:
+            self._rebuild_vectors(gen)
+
+    def _rebuild_vectors(self, gen: int) -> None:
+        rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
+        self.vectors.rebuild(((int(r[0]), r[1]) for r in rows), gen)
+
+    def ensure_vectors(self) -> VectorCache:
+        """The FAISS cache at the current generation, rebuilt when missing or stale."""
+        gen = self.generation
+        if self.vectors.index is not None and self.vectors.generation == gen:
+            return self.vectors
+        if not self.vectors.load(gen, self._chunk_count()):
+            with self._write_lock():
+                gen = self.generation
+                if not self.vectors.load(gen, self._chunk_count()):
+                    self._rebuild_vectors(gen)
+        return self.vectors
+
+    # -- reading ------------------------------------------------------------
+
+    def chunk_ids(self, kind: str | None = None) -> np.ndarray:
+        if kind is None:
+            rows = self.db.execute("SELECT id FROM chunks")
+        else:
+            rows = self.db.execute("SELECT id FROM chunks WHERE kind = ?", (kind,))
+        return np.asarray([r[0] for r in rows], dtype=np.int64)
+
+    def search_vector(self, query: np.ndarray, k: int, kind: str | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, cosine similarity), filtered by ``kind`` before ranking."""
+        cache = self.ensure_vectors()
+        allowed = self.chunk_ids(kind) if kind is not None else None
+        return cache.search(query, k, allowed)
+
+    def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
+        """Full hits for ``(chunk id, score)`` pairs, in the given order."""
+        if not scored:
+            return []
+        ids = [cid for cid, _ in scored]
+        marks = ",".join("?" * len(ids))
+        rows = {
+            r["id"]: r
+            for r in self.db.execute(
+                f"SELECT c.id, c.doc_id, d.source, c.page, c.text, c.bbox, c.line_boxes, c.kind, c.image "
+                f"FROM chunks c JOIN documents d USING (doc_id) WHERE c.id IN ({marks})", ids,
+            )
+        }
+        out = []
+        for cid, score in scored:
+            r = rows.get(cid)
+            if r is None:  # deleted between ranking and fetching
+                continue
+            out.append(Hit(doc_id=r["doc_id"], source=r["source"], page=r["page"], text=r["text"],
+                           bbox=tuple(json.loads(r["bbox"])), kind=r["kind"], score=score,
+                           line_boxes=[tuple(b) for b in json.loads(r["line_boxes"])],
+                           image=r["image"], chunk_id=cid))
+        return out
+
+    def stats(self) -> dict[str, Any]:
+        q = lambda sql: int(self.db.execute(sql).fetchone()[0])  # noqa: E731
+        return {
+            "path": str(self.path),
+            "documents": q("SELECT COUNT(*) FROM documents"),
+            "pages": q("SELECT COUNT(*) FROM pages"),
+            "pages_ocr": q("SELECT COUNT(*) FROM pages WHERE method IN ('ocr', 'mixed')"),
+            "chunks": q("SELECT COUNT(*) FROM chunks"),
+            "embedder": self.embedder,
+            "dim": self.dim,
+            "generation": self.generation,
+            "faiss_type": self.meta("faiss_type"),
+        }
+
+    def close(self) -> None:
+        self.db.close()

@@ -1,0 +1,1 @@
+"""Integrations at the edge: LangChain (and later HTTP, Ray)."""
