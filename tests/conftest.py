@@ -1,0 +1,79 @@
+"""Shared fixtures: paths, a deterministic fake embedder, and one real index built once per session."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from docrag.embed import EMBEDDERS
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures" / "data"
+SHARED = ROOT.parent / "shared" / "data"
+
+
+class HashEmbedder:
+    """Deterministic bag-of-words feature hashing: same text, same vector; no model."""
+
+    name = "fake-hash"
+    dim = 64
+
+    def __init__(self, batch_size: int = 32) -> None:
+        self.batch_size = batch_size
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        for i, text in enumerate(texts):
+            for tok in re.findall(r"\w+", text.lower()):
+                h = int.from_bytes(hashlib.md5(tok.encode()).digest()[:4], "little")
+                out[i, h % self.dim] += 1.0
+            norm = np.linalg.norm(out[i])
+            out[i] = out[i] / norm if norm else out[i]
+            if not norm:
+                out[i, 0] = 1.0
+        return out
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.embed_documents([text])[0]
+
+
+if "fake-hash" not in EMBEDDERS.names():
+    EMBEDDERS.register("fake-hash")(lambda batch_size=32: HashEmbedder(batch_size))
+
+
+def load_gt(name: str) -> dict:
+    return json.loads((FIXTURES / "gt" / f"{name}.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def fixtures_dir() -> Path:
+    return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory):
+    """All fixtures ingested once with the real default engines (OCR + MiniLM)."""
+    from docrag import Index
+
+    path = tmp_path_factory.mktemp("index") / "ix"
+    index = Index(path)
+    report = index.ingest([FIXTURES])
+    assert not report.failures, report.failures
+    return index, report
+
+
+@pytest.fixture()
+def index_copy(built_index, tmp_path: Path):
+    """A throwaway copy of the session index, for tests that write to it."""
+    from docrag import Index
+
+    src, _ = built_index
+    dst = tmp_path / "ix"
+    shutil.copytree(src.path, dst)
+    return Index(dst)
