@@ -57,8 +57,12 @@ def _revive(cls: type, name: str, value: Any) -> Any:
         return [nested[name].from_dict(v) if isinstance(v, dict) else v for v in value]
     if name == "bbox" and value is not None:
         return tuple(float(v) for v in value)
-    if name == "line_boxes" and value is not None:
+    if name in ("line_boxes",) and value is not None:
         return [tuple(float(v) for v in b) for b in value]
+    if name == "line_spans" and value is not None:
+        return [tuple(int(v) for v in s) for s in value]
+    if name == "chunk_bbox" and value is not None:
+        return tuple(float(v) for v in value)
     return value
 
 
@@ -138,11 +142,18 @@ class Chunk(_Serializable):
     line_boxes: list[BBox] = field(default_factory=list)
     kind: Kind = "text"
     ordinal: int = 0
+    line_spans: list[tuple[int, int]] = field(default_factory=list)
+    """Character range of each line in ``text``, parallel to ``line_boxes``."""
 
 
 @dataclass
 class Hit(_Serializable):
-    """A search result: a chunk, its score and where it came from."""
+    """A search result: a chunk, its score and where it came from.
+
+    ``bbox`` is the box of the evidence: the lines of the chunk that best
+    match the query (the whole chunk when they cannot be told apart);
+    ``chunk_bbox`` is the union of all the chunk's lines.
+    """
 
     doc_id: str
     source: str
@@ -154,6 +165,8 @@ class Hit(_Serializable):
     line_boxes: list[BBox] = field(default_factory=list)
     image: str | None = None
     chunk_id: int | None = None
+    chunk_bbox: BBox | None = None
+    line_spans: list[tuple[int, int]] = field(default_factory=list)
 
 
 def union(boxes: list[BBox]) -> BBox:

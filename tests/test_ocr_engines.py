@@ -252,6 +252,19 @@ def test_tall_crop_single_character(detectors: dict, recognizers: dict) -> None:
     assert [r.text for r in lines] == ["1"]
 
 
+@pytest.mark.parametrize("turns", [1, 3])
+def test_vertical_line_reads(turns: int, detectors: dict, recognizers: dict, samples: dict) -> None:
+    """A line turned 90° either way (a spine, a table header) reads without a classifier."""
+    image, _, text = samples["short"]
+    turned = np.ascontiguousarray(np.rot90(image, turns))
+    lines = ocr_image(turned, detectors["dbnet"], recognizers["ppocr"])
+    assert len(lines) == 1 and cer(lines[0].text, text) <= 0.02, lines
+    x0, y0 = lines[0].quad.min(0) - 5
+    x1, y1 = lines[0].quad.max(0) + 5
+    for _, (a, b, c, d) in lines[0].words:
+        assert x0 <= a < c <= x1 and y0 <= b < d <= y1
+
+
 def test_min_confidence_filters(detectors: dict, recognizers: dict, samples: dict) -> None:
     image, _, _ = samples["short"]
     assert ocr_image(image, detectors["dbnet"], recognizers["ppocr"], min_confidence=1.01) == []

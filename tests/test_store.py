@@ -86,7 +86,11 @@ def test_hits_carry_provenance(small_index: Index) -> None:
         assert h.source.endswith("report.pdf") and len(h.doc_id) == 64 and 1 <= h.page <= 3
         x0, y0, x1, y1 = h.bbox
         assert 0 <= x0 < x1 <= 612 and 0 <= y0 < y1 <= 792 and h.kind == "text"
-        assert h.line_boxes and all(x0 - 0.01 <= b[0] and b[2] <= x1 + 0.01 for b in h.line_boxes)
+        cx0, cy0, cx1, cy1 = h.chunk_bbox
+        assert cx0 <= x0 and cy0 <= y0 and x1 <= cx1 and y1 <= cy1  # evidence lies in its chunk
+        assert h.line_boxes and all(cx0 - 0.01 <= b[0] and b[2] <= cx1 + 0.01 for b in h.line_boxes)
+    top = hits[0]
+    assert "1,150" in top.text and top.bbox != top.chunk_bbox  # narrowed to the matching sentence
 
 
 def test_other_embedder_is_refused(small_index: Index) -> None:

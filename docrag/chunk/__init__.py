@@ -21,7 +21,7 @@ from typing import Callable
 
 from docrag.types import Chunk, Line, Page, union
 
-__all__ = ["chunk_page", "approx_tokens", "join_lines"]
+__all__ = ["chunk_page", "approx_tokens", "join_lines", "join_with_spans"]
 
 
 def approx_tokens(text: str) -> int:
@@ -43,16 +43,28 @@ def join_lines(lines: list[Line]) -> str:
     >>> join_lines([Line("logis-", (0, 0, 1, 1)), Line("tics costs", (0, 1, 1, 2))])
     'logistics costs'
     """
+    return join_with_spans(lines)[0]
+
+
+def join_with_spans(lines: list[Line], start: int = 0) -> tuple[str, list[tuple[int, int]]]:
+    """Like :func:`join_lines`, plus each line's character range (offset by ``start``).
+
+    >>> join_with_spans([Line("logis-", (0, 0, 1, 1)), Line("tics costs", (0, 1, 1, 2))])
+    ('logistics costs', [(0, 5), (5, 15)])
+    """
     out = ""
+    spans: list[tuple[int, int]] = []
     for line in lines:
         text = line.text.strip()
         if not out:
             out = text
         elif re.search(r"[a-z]-$", out) and text[:1].islower():
             out = out[:-1] + text
+            spans[-1] = (spans[-1][0], start + len(out) - len(text))
         else:
             out += " " + text
-    return out
+        spans.append((start + len(out) - len(text), start + len(out)))
+    return out, spans
 
 
 def chunk_page(
@@ -89,12 +101,17 @@ def chunk_page(
         groups.append(current)
     chunks = []
     for i, group in enumerate(g for g in groups if any(g)):
-        lines = [ln for blk in group for ln in blk]
-        text = "\n\n".join(join_lines(blk) for blk in group if blk)
-        boxes = [ln.bbox for ln in lines]
+        text, spans = "", []
+        for blk in (b for b in group if b):
+            if text:
+                text += "\n\n"
+            part, part_spans = join_with_spans(blk, start=len(text))
+            text += part
+            spans += part_spans
+        boxes = [ln.bbox for blk in group for ln in blk]
         chunks.append(
-            Chunk(doc_id=doc_id, source=source, page=page.number, text=text,
-                  bbox=union(boxes), line_boxes=boxes, kind="text", ordinal=i)
+            Chunk(doc_id=doc_id, source=source, page=page.number, text=text, bbox=union(boxes),
+                  line_boxes=boxes, kind="text", ordinal=i, line_spans=spans)
         )
     return chunks
 

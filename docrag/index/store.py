@@ -46,7 +46,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
     page INTEGER NOT NULL, ordinal INTEGER NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
-    bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, image TEXT, vector BLOB NOT NULL);
+    bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, line_spans TEXT NOT NULL, image TEXT,
+    vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, page);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
 """
@@ -201,10 +202,10 @@ class LocalStore:
                 ids = []
                 for chunk, vec in zip(chunks, vectors):
                     cur = db.execute(
-                        "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, image, vector) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, line_spans, image, vector) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (chunk.doc_id, chunk.page, chunk.ordinal, chunk.kind, chunk.text, json.dumps(chunk.bbox),
-                         json.dumps(chunk.line_boxes), None, vec.tobytes()),
+                         json.dumps(chunk.line_boxes), json.dumps(chunk.line_spans), None, vec.tobytes()),
                     )
                     ids.append(int(cur.lastrowid))
                     db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, chunk.text))
@@ -290,7 +291,8 @@ class LocalStore:
         rows = {
             r["id"]: r
             for r in self.db.execute(
-                f"SELECT c.id, c.doc_id, d.source, c.page, c.text, c.bbox, c.line_boxes, c.kind, c.image "
+                f"SELECT c.id, c.doc_id, d.source, c.page, c.text, c.bbox, c.line_boxes, c.line_spans, c.kind, "
+                f"c.image "
                 f"FROM chunks c JOIN documents d USING (doc_id) WHERE c.id IN ({marks})", ids,
             )
         }
@@ -299,10 +301,12 @@ class LocalStore:
             r = rows.get(cid)
             if r is None:  # deleted between ranking and fetching
                 continue
+            bbox = tuple(json.loads(r["bbox"]))
             out.append(Hit(doc_id=r["doc_id"], source=r["source"], page=r["page"], text=r["text"],
-                           bbox=tuple(json.loads(r["bbox"])), kind=r["kind"], score=score,
+                           bbox=bbox, kind=r["kind"], score=score,
                            line_boxes=[tuple(b) for b in json.loads(r["line_boxes"])],
-                           image=r["image"], chunk_id=cid))
+                           image=r["image"], chunk_id=cid, chunk_bbox=bbox,
+                           line_spans=[tuple(s) for s in json.loads(r["line_spans"])]))
         return out
 
     def stats(self) -> dict[str, Any]:

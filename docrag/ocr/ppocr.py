@@ -5,7 +5,8 @@ network in width-sorted batches; a greedy CTC decode gives the text, and the
 timesteps of the emitted characters place each word back on the page.
 
 No text-direction classifier is used: rapidocr's flips long English lines by
-mistake. Upright lines need none; a tall crop is tried both ways (see below).
+mistake. Upright lines need none; a tall crop is read upright and turned 90°
+both ways, and the most confident reading wins (see ``recognize``).
 
 >>> from docrag.ocr import RECOGNIZERS
 >>> import docrag.ocr.ppocr
@@ -94,24 +95,23 @@ class PPOCRRecognizer:
             return []
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # PP-OCR was trained on BGR
         crops, inv = zip(*(_crop(bgr, q) for q in quads))
-        # Tall crops: read both upright and turned; the rest only upright.
-        jobs: list[tuple[int, bool]] = []
+        # Tall crops: read upright and turned both ways (np.rot90 k=1 turns
+        # counter-clockwise, k=3 clockwise); keep the most confident reading.
+        jobs: list[tuple[int, int]] = []
         for i, c in enumerate(crops):
             ratio = c.shape[0] / c.shape[1]
-            if ratio < _SURELY_VERTICAL:
-                jobs.append((i, False))
-            if ratio >= _MAYBE_VERTICAL:
-                jobs.append((i, True))
-        reads = self._read([np.rot90(crops[i]) if rot else crops[i] for i, rot in jobs])
-        best: dict[int, tuple[tuple[str, float, list], bool]] = {}
-        for (i, rot), r in zip(jobs, reads):
+            turns = (1, 3) if ratio >= _SURELY_VERTICAL else (0, 1, 3) if ratio >= _MAYBE_VERTICAL else (0,)
+            jobs += [(i, k) for k in turns]
+        reads = self._read([np.rot90(crops[i], k) for i, k in jobs])
+        best: dict[int, tuple[tuple[str, float, list], int]] = {}
+        for (i, k), r in zip(jobs, reads):
             if i not in best or r[1] > best[i][0][1]:
-                best[i] = (r, rot)
+                best[i] = (r, k)
         out = []
         for i, q in enumerate(quads):
-            (text, conf, spans), rot = best[i]
+            (text, conf, spans), k = best[i]
             h, w = crops[i].shape[:2]
-            words = [(t, _to_image(a, b, w, h, rot, inv[i])) for t, a, b in spans]
+            words = [(t, _to_image(a, b, w, h, k, inv[i])) for t, a, b in spans]
             out.append(Recognized(text=text, confidence=conf, quad=q.copy(), words=words))
         return out
 
@@ -184,12 +184,18 @@ def _crop(img: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return crop, np.linalg.inv(m)
 
 
-def _to_image(a: float, b: float, w: int, h: int, rotated: bool, inv: np.ndarray) -> tuple[float, float, float, float]:
-    """Axis-aligned image box of the crop strip ``[a, b]`` (fractions of reading width)."""
-    if rotated:
-        # np.rot90 turns the crop counter-clockwise (its top edge goes left): reading
-        # left to right in the turned crop runs top to bottom in the crop.
+def _to_image(a: float, b: float, w: int, h: int, turns: int, inv: np.ndarray) -> tuple[float, float, float, float]:
+    """Axis-aligned image box of the strip ``[a, b]`` (fractions of the reading width).
+
+    ``turns`` is the ``np.rot90`` count applied to the ``w`` x ``h`` crop before reading.
+    """
+    if turns == 1:
+        # Turned counter-clockwise (its top edge went left): reading left to
+        # right in the turned crop runs top to bottom in the crop.
         pts = [[0, a * h], [w, a * h], [w, b * h], [0, b * h]]
+    elif turns == 3:
+        # Turned clockwise: reading runs bottom to top in the crop.
+        pts = [[0, (1 - a) * h], [w, (1 - a) * h], [w, (1 - b) * h], [0, (1 - b) * h]]
     else:
         pts = [[a * w, 0], [b * w, 0], [b * w, h], [a * w, h]]
     p = cv2.perspectiveTransform(np.array([pts], np.float64), inv)[0]
