@@ -5,7 +5,7 @@ an engine is first used.
 
 >>> import docrag
 >>> sorted(docrag.__all__)[:3]
-['ConfigError', 'DocragError', 'Hit']
+['Chunk', 'ConfigError', 'DocragError']
 """
 
 from __future__ import annotations

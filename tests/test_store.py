@@ -89,8 +89,10 @@ def test_hits_carry_provenance(small_index: Index) -> None:
         cx0, cy0, cx1, cy1 = h.chunk_bbox
         assert cx0 <= x0 and cy0 <= y0 and x1 <= cx1 and y1 <= cy1  # evidence lies in its chunk
         assert h.line_boxes and all(cx0 - 0.01 <= b[0] and b[2] <= cx1 + 0.01 for b in h.line_boxes)
-    top = hits[0]
-    assert "1,150" in top.text and top.bbox != top.chunk_bbox  # narrowed to the matching sentence
+    vans = next(h for h in small_index.search("battery-electric delivery vans", k=20) if "1,150 battery" in h.text)
+    assert vans.bbox != vans.chunk_bbox  # narrowed to the sentence that matched
+    spans = [i for i, (a, b) in enumerate(vans.line_spans) if "1,150" in vans.text[a:b] or "battery" in vans.text[a:b]]
+    assert any(vans.line_boxes[i][1] >= vans.bbox[1] - 0.01 and vans.line_boxes[i][3] <= vans.bbox[3] + 0.01 for i in spans)
 
 
 def test_other_embedder_is_refused(small_index: Index) -> None:
