@@ -58,8 +58,8 @@ def text_layer_lines(src: PageSource) -> list[Line]:
 def ocr_lines(raster: Raster, options: IngestOptions) -> list[Line]:
     """Detect and recognize text on a raster; boxes mapped to page points."""
     from docrag.detect import get_detector
-    from docrag.ocr import get_recognizer
-    from docrag.ocr.engine import ocr_image
+    from docrag.recognize import get_recognizer
+    from docrag.recognize.engine import ocr_image
 
     found = ocr_image(raster.image, get_detector(options.detector), get_recognizer(options.recognizer),
                       min_confidence=options.min_ocr_confidence)

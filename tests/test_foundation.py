@@ -17,7 +17,7 @@ from docrag.types import Block, Chunk, Hit, Line, Page, Word
 PKG = Path(docrag.__file__).parent
 
 # Stage order of DESIGN.md: a module may import only from stages before it and the foundation.
-STAGES = ["io", "detect", "ocr", "layout", "chunk", "embed", "index", "retrieve"]
+STAGES = ["io", "detect", "recognize", "layout", "chunk", "embed", "index", "retrieve"]
 FOUNDATION = {"types", "errors", "config", "registry"}
 
 
@@ -75,7 +75,7 @@ def test_results_round_trip_json() -> None:
 def test_unknown_engine_lists_known_names() -> None:
     from docrag.detect import get_detector
     from docrag.layout import get_layout
-    from docrag.ocr import get_recognizer
+    from docrag.recognize import get_recognizer
 
     for get, known in [(get_detector, "dbnet"), (get_recognizer, "ppocr"), (get_layout, "heuristic")]:
         with pytest.raises(ConfigError, match=known):
@@ -91,3 +91,9 @@ def test_options_validate_with_clear_errors(monkeypatch: pytest.MonkeyPatch) -> 
     assert options_from_env(IngestOptions, ocr="never").ocr == "never"
     with pytest.raises(ConfigError, match="chunk_overlap"):
         options_from_env(IngestOptions, chunk_tokens=50, chunk_overlap=50)
+
+
+def test_ocr_function_is_not_shadowed_by_a_subpackage() -> None:
+    import docrag.pipeline  # noqa: F401  (imports every stage package)
+
+    assert callable(docrag.ocr) and callable(docrag.Index)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 import docrag.detect.dbnet  # noqa: F401  (registers "dbnet")
-import docrag.ocr.ppocr  # noqa: F401  (registers "ppocr")
+import docrag.recognize.ppocr  # noqa: F401  (registers "ppocr")
 from docrag.detect import DETECTORS, Detector
 from docrag.errors import ModelError
-from docrag.ocr import RECOGNIZERS, Recognizer
-from docrag.ocr.engine import ocr_image
+from docrag.recognize import RECOGNIZERS, Recognizer
+from docrag.recognize.engine import ocr_image
 
 pymupdf = pytest.importorskip("pymupdf")
 
@@ -273,7 +273,7 @@ def test_min_confidence_filters(detectors: dict, recognizers: dict, samples: dic
 
 def test_missing_model_raises_model_error(tmp_path: Path) -> None:
     from docrag.detect.dbnet import DBNetDetector
-    from docrag.ocr.ppocr import PPOCRRecognizer
+    from docrag.recognize.ppocr import PPOCRRecognizer
 
     with pytest.raises(ModelError):
         DBNetDetector(model_path=tmp_path / "nope.onnx").detect(np.full((64, 64, 3), 255, np.uint8))

@@ -1,7 +1,7 @@
 """Detection then recognition on one page image.
 
 >>> from docrag.detect import get_detector
->>> from docrag.ocr import get_recognizer
+>>> from docrag.recognize import get_recognizer
 >>> blank = np.full((64, 64, 3), 255, np.uint8)
 >>> ocr_image(blank, get_detector("dbnet"), get_recognizer("ppocr"))
 []
@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from docrag.detect import Detector
-from docrag.ocr import Recognized, Recognizer
+from docrag.recognize import Recognized, Recognizer
 
 __all__ = ["ocr_image"]
 

@@ -8,8 +8,8 @@ No text-direction classifier is used: rapidocr's flips long English lines by
 mistake. Upright lines need none; a tall crop is read upright and turned 90°
 both ways, and the most confident reading wins (see ``recognize``).
 
->>> from docrag.ocr import RECOGNIZERS
->>> import docrag.ocr.ppocr
+>>> from docrag.recognize import RECOGNIZERS
+>>> import docrag.recognize.ppocr
 >>> "ppocr" in RECOGNIZERS.names()
 True
 """
@@ -26,7 +26,7 @@ import numpy as np
 
 from docrag.detect.dbnet import default_threads, make_session, rapidocr_model_path
 from docrag.errors import ModelError
-from docrag.ocr import RECOGNIZERS, Recognized
+from docrag.recognize import RECOGNIZERS, Recognized
 
 __all__ = ["PPOCRRecognizer"]
 
@@ -39,7 +39,7 @@ _SURELY_VERTICAL = 4.0
 
 
 class PPOCRRecognizer:
-    """Reads text lines with PP-OCR's CTC recognizer; see :class:`docrag.ocr.Recognizer`.
+    """Reads text lines with PP-OCR's CTC recognizer; see :class:`docrag.recognize.Recognizer`.
 
     Args:
         batch_size: Crops per network call (crops are batched by aspect ratio).

@@ -56,4 +56,4 @@ def get_recognizer(name: str = "ppocr") -> Recognizer:
 
 
 def _load_builtin_engines() -> None:
-    from docrag.ocr import ppocr  # noqa: F401  (registers "ppocr")
+    from docrag.recognize import ppocr  # noqa: F401  (registers "ppocr")
