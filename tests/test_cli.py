@@ -1,0 +1,92 @@
+"""The command line: ingest report and errors, search output, info, delete."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from bad_inputs import make_bad_inputs
+
+from docrag.cli import main
+
+
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    try:
+        main(list(argv))
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def info(capsys: pytest.CaptureFixture[str], index: Path) -> dict:
+    code, out, _ = run(capsys, "info", str(index), "--json")
+    assert code == 0
+    return json.loads(out)
+
+
+def test_bad_inputs_fail_one_line_each_and_leave_the_index_alone(
+    index_copy, tmp_path: Path, fixtures_dir: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    before = info(capsys, index_copy.path)
+    bad = make_bad_inputs(tmp_path / "bad", fixtures_dir / "report.pdf")
+    for name, (path, pattern) in bad.items():
+        code, _, err = run(capsys, "ingest", str(path), "--index", str(index_copy.path), "-q")
+        lines = [ln for ln in err.splitlines() if ln.strip()]
+        assert code != 0, name
+        assert len(lines) == 1 and str(path) in lines[0], (name, err)
+        after = info(capsys, index_copy.path)
+        assert (after["documents"], after["chunks"]) == (before["documents"], before["chunks"]), name
+        assert [d["doc_id"] for d in after["documents_list"]] == [d["doc_id"] for d in before["documents_list"]]
+
+
+def test_good_files_in_the_same_call_are_still_ingested(tmp_path: Path, fixtures_dir: Path, capsys) -> None:
+    bad = make_bad_inputs(tmp_path / "bad", fixtures_dir / "report.pdf")
+    ix = tmp_path / "ix"
+    code, out, err = run(capsys, "ingest", str(bad["html"][0]), str(fixtures_dir / "report.pdf"), str(bad["locked"][0]),
+                         "--index", str(ix), "-q", "--ocr", "never", "--embedder", "fake-hash")
+    assert code == 1
+    assert len([ln for ln in err.splitlines() if ln.startswith("error:")]) == 2
+    assert "1 indexed" in out and "2 failed" in out
+    assert info(capsys, ix)["documents"] == 1
+
+
+def test_search_json_and_table(built_index, capsys: pytest.CaptureFixture[str]) -> None:
+    index, _ = built_index
+    code, out, _ = run(capsys, "search", "parcels sorted per day in Memphis", "--index", str(index.path), "-k", "3", "--json")
+    assert code == 0
+    hits = json.loads(out)
+    assert len(hits) == 3
+    assert set(hits[0]) >= {"source", "doc_id", "page", "bbox", "kind", "text", "score"}
+    assert hits[0]["page"] == 2 and "412,000" in hits[0]["text"]
+    code, out, _ = run(capsys, "search", "parcels sorted per day in Memphis", "--index", str(index.path))
+    assert code == 0 and " p.2 " in out and "report" in out
+
+
+def test_delete_removes_a_document(index_copy, fixtures_dir: Path, capsys) -> None:
+    before = info(capsys, index_copy.path)
+    code, out, _ = run(capsys, "delete", str(fixtures_dir / "mixed.pdf"), "--index", str(index_copy.path))
+    assert code == 0 and "deleted" in out
+    after = info(capsys, index_copy.path)
+    assert after["documents"] == before["documents"] - 1 and after["chunks"] < before["chunks"]
+    from docrag import Index
+
+    fresh = Index(index_copy.path)
+    assert fresh.store().ensure_vectors().index.ntotal == after["chunks"]
+    assert all(Path(h.source).name != "mixed.pdf" for h in fresh.search("Halvorsen depot Tromso", k=10))
+    code, _, err = run(capsys, "delete", "nothing.pdf", "--index", str(index_copy.path))
+    assert code != 0 and "not in the index" in err
+
+
+def test_missing_index_is_one_line(tmp_path: Path, capsys) -> None:
+    code, _, err = run(capsys, "search", "x", "--index", str(tmp_path / "none"))
+    assert code == 2 and err.count("\n") == 1 and "docrag ingest" in err
+
+
+def test_ingest_twice_keeps_chunk_count(index_copy, fixtures_dir: Path, capsys) -> None:
+    before = info(capsys, index_copy.path)
+    code, out, _ = run(capsys, "ingest", str(fixtures_dir), "--index", str(index_copy.path), "-q")
+    assert code == 0 and "5 unchanged" in out
+    assert info(capsys, index_copy.path)["chunks"] == before["chunks"]
