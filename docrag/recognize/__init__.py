@@ -14,7 +14,7 @@ import numpy as np
 
 from docrag.registry import Registry
 
-__all__ = ["Recognized", "Recognizer", "RECOGNIZERS", "get_recognizer"]
+__all__ = ["Recognized", "Recognizer", "PageReader", "RECOGNIZERS", "get_recognizer"]
 
 
 @dataclass
@@ -45,15 +45,41 @@ class Recognizer(Protocol):
     def recognize(self, image: np.ndarray, quads: np.ndarray) -> list[Recognized]: ...
 
 
+@runtime_checkable
+class PageReader(Protocol):
+    """A recognizer that can also read a whole page without a detector.
+
+    ``read_page(image)`` returns the page's lines as :class:`Recognized` with
+    pixel quads (Florence-2 ``<OCR_WITH_REGION>``, Tesseract's own layout).
+    The pipeline uses it when the engine's ``page_mode`` attribute is true.
+    """
+
+    name: str
+    page_mode: bool
+
+    def read_page(self, image: np.ndarray) -> list[Recognized]: ...
+
+
 RECOGNIZERS: Registry[Recognizer] = Registry("recognizer")
 
 
 @lru_cache(maxsize=None)
-def get_recognizer(name: str = "ppocr") -> Recognizer:
-    """The recognizer called ``name``, built once per process."""
+def get_recognizer(name: str = "ppocr", model: str | None = None) -> Recognizer:
+    """The recognizer called ``name``, built once per process.
+
+    ``model`` (a hub id or a local directory) is passed to engines that load
+    a model by name, such as ``florence2``; others ignore it.
+    """
     _load_builtin_engines()
-    return RECOGNIZERS.create(name)
+    return RECOGNIZERS.create(name) if model is None else RECOGNIZERS.create(name, model=model)
 
 
 def _load_builtin_engines() -> None:
-    from docrag.recognize import ppocr  # noqa: F401  (registers "ppocr")
+    import importlib
+
+    for module in ("ppocr", "florence2", "tesseract"):
+        try:
+            importlib.import_module(f"docrag.recognize.{module}")  # registers the engine
+        except ModuleNotFoundError as exc:
+            if exc.name != f"docrag.recognize.{module}":
+                raise
