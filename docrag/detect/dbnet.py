@@ -84,6 +84,8 @@ def make_session(path: Path, num_threads: int) -> Any:
     opts = ort.SessionOptions()
     opts.intra_op_num_threads = num_threads
     opts.inter_op_num_threads = 1
+    # No arena: it keeps the peak of the largest page ever seen for the life of the process.
+    opts.enable_cpu_mem_arena = False
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     try:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])

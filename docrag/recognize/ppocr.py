@@ -31,6 +31,7 @@ from docrag.recognize import RECOGNIZERS, Recognized
 __all__ = ["PPOCRRecognizer"]
 
 _HEIGHT = 48  # the network's fixed input height
+_OUTPUT_BUDGET = 48 * 2**20  # bytes of network output per batch
 _MIN_WIDTH = 320  # PaddleOCR's rec_img_shape width: narrower batches read worse
 # Crops taller than wide by this much may be vertical text, or just a short word
 # such as "l" or "1": both readings are tried and the more confident one kept.
@@ -122,8 +123,7 @@ class PPOCRRecognizer:
         ratios = np.array([c.shape[1] / c.shape[0] for c in crops])
         order = np.argsort(ratios, kind="stable")  # similar widths share a batch: less padding
         res: list[Any] = [None] * len(crops)
-        for s in range(0, len(crops), self.batch_size):
-            idx = order[s : s + self.batch_size]
+        for idx in self._batches(order, ratios):
             width = max(_MIN_WIDTH, max(int(math.ceil(_HEIGHT * ratios[i])) for i in idx))
             batch = np.zeros((len(idx), 3, _HEIGHT, width), np.float32)  # zero = mid-grey pad
             widths = []
@@ -136,6 +136,26 @@ class PPOCRRecognizer:
             for k, i in enumerate(idx):
                 res[i] = self._decode(probs[k], widths[k] / width)
         return res
+
+    def _batches(self, order: np.ndarray, ratios: np.ndarray) -> list[np.ndarray]:
+        """Split crops (sorted by width) into batches under a memory budget.
+
+        The network emits (batch, width/8, 18710) float32 probabilities: 16 long
+        lines would be ~300 MB. Batches are capped so that output stays under
+        ``_OUTPUT_BUDGET`` bytes as well as at ``batch_size`` crops.
+        """
+        batches, current, widest = [], [], 0
+        for i in order.tolist():
+            w = max(_MIN_WIDTH, int(math.ceil(_HEIGHT * ratios[i])))
+            cost = (len(current) + 1) * max(widest, w) / 8 * max(len(self._chars), 1) * 4
+            if current and (len(current) >= self.batch_size or cost > _OUTPUT_BUDGET):
+                batches.append(np.asarray(current))
+                current, widest = [], 0
+            current.append(i)
+            widest = max(widest, w)
+        if current:
+            batches.append(np.asarray(current))
+        return batches
 
     def _decode(self, probs: np.ndarray, used: float) -> tuple[str, float, list]:
         """Greedy CTC decode of ``(T, C)`` probabilities.
