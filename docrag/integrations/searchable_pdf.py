@@ -1,0 +1,338 @@
+"""Searchable PDF export: the original pages plus an invisible OCR text layer.
+
+Like OCRmyPDF, every page keeps its content untouched (PDF pages are copied
+as they are, images are placed full-page without lossy re-encoding) and the
+OCR words are drawn on top in text render mode 3 (invisible) with a glyphless
+font, so that text extraction, search and selection find each word where it
+is printed.
+
+How a word is placed: the font has one empty glyph, 1000 units tall (ascent
+800, descent -200) and 500 units wide for every character, so a font size
+equal to the box height makes the extracted box exactly as tall as the OCR
+box, and a horizontal scaling (``Tz``) of ``100 * width / (chars * size / 2)``
+makes it exactly as wide. Between two words of a line a space is drawn that
+fills the gap, so extractors read each line as one line of words. Boxes are
+in unrotated page space, which is PDF user space flipped, so ``/Rotate``
+needs no special handling.
+
+>>> import docrag  # doctest: +SKIP
+>>> from docrag.integrations.searchable_pdf import write_searchable_pdf  # doctest: +SKIP
+>>> pages = docrag.ocr("scan.pdf")  # doctest: +SKIP
+>>> write_searchable_pdf("scan.pdf", pages, "scan.searchable.pdf")  # doctest: +SKIP
+PosixPath('scan.searchable.pdf')
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+import zlib
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+
+from docrag.errors import LoadError
+from docrag.io import open_document
+from docrag.io.sniff import sniff
+from docrag.types import BBox, Line, Page, Word
+
+__all__ = ["write_searchable_pdf"]
+
+FONT_NAME = "DocragGlyphLess"
+ASCENT, DESCENT, ADVANCE = 800, -200, 500  # font units per 1000
+_MIN_SPACE = 0.01  # points: a space is always drawn, however narrow the gap
+
+
+def write_searchable_pdf(source: str | Path, pages: Iterable[Page], out: str | Path) -> Path:
+    """Write ``source`` with an invisible text layer made of the OCR words of ``pages``.
+
+    Only lines with ``source == "ocr"`` are written, and an OCR word that lies
+    on a word of the page's existing text layer is left out, so text is never
+    doubled. Pages missing from ``pages`` or marked ``failed`` are copied
+    without text. The file is written to a temporary name and renamed.
+
+    Args:
+        source: The PDF, PNG, JPEG or TIFF file the pages were read from.
+        pages: Pages from :func:`docrag.ocr` (any order; matched by ``number``).
+        out: Where to write the PDF.
+
+    Returns:
+        The path of the written PDF.
+
+    Raises:
+        LoadError: ``source`` cannot be opened, or a page number does not exist.
+
+    >>> pages = docrag.ocr("fixtures/data/page_scan.png")  # doctest: +SKIP
+    >>> write_searchable_pdf("fixtures/data/page_scan.png", pages, "page.pdf")  # doctest: +SKIP
+    PosixPath('page.pdf')
+    """
+    import pymupdf
+
+    source, out = Path(source), Path(out)
+    kind = sniff(source)
+    if kind == "pdf":
+        try:
+            doc = pymupdf.open(source, filetype="pdf")
+        except Exception as exc:
+            raise LoadError(str(source), f"cannot open PDF ({exc})") from None
+        if doc.needs_pass:
+            doc.close()
+            raise LoadError(str(source), "password-protected PDF", hint="decrypt it first (e.g. qpdf --decrypt)")
+    else:
+        doc = _image_pdf(source)
+    tmp = out.with_name(f".{out.name}.{os.getpid()}.tmp")
+    try:
+        font_xref = _add_font(doc)
+        for page in pages:
+            if not 1 <= page.number <= doc.page_count:
+                raise LoadError(str(source), f"has no page {page.number} (it has {doc.page_count})")
+            pdf_page = doc[page.number - 1]
+            content = _text_layer(pdf_page, page)
+            if content:
+                _append_content(doc, pdf_page, font_xref, content)
+        doc.save(tmp, garbage=1, deflate=True)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    finally:
+        doc.close()
+    os.replace(tmp, out)
+    return out
+
+
+# -- the pages ---------------------------------------------------------------
+
+
+def _image_pdf(source: Path) -> Any:
+    """A new PDF with one page per image frame, each image placed full-page.
+
+    Page sizes come from :func:`docrag.io.open_document` (pixels x 72 / dpi),
+    so they match the boxes of the OCR pages. JPEG bytes are embedded as they
+    are; other frames go in as PNG, which is lossless.
+    """
+    import pymupdf
+    from PIL import Image
+
+    out = pymupdf.open()
+    with open_document(source) as document, Image.open(source) as img:
+        jpeg = img.format == "JPEG"
+        for src in document.pages():
+            page = out.new_page(width=src.width, height=src.height)
+            if jpeg:
+                data = source.read_bytes()
+            else:
+                img.seek(src.number - 1)
+                frame = img if img.mode in ("1", "L", "LA", "RGB", "RGBA", "P", "I;16") else img.convert("RGB")
+                buf = io.BytesIO()
+                frame.save(buf, format="PNG")
+                data = buf.getvalue()
+            page.insert_image(page.rect, stream=data, keep_proportion=False)
+    return out
+
+
+# -- the text ----------------------------------------------------------------
+
+
+def _text_layer(pdf_page: Any, page: Page) -> bytes:
+    """Content-stream operators drawing the page's OCR words invisibly."""
+    if page.method == "failed":
+        return b""
+    existing = np.array([w[:4] for w in pdf_page.get_text("words") if w[4].strip()], dtype=np.float64).reshape(-1, 4)
+    # PyMuPDF's page space is PDF user space flipped (cropbox origin, no rotation).
+    to_pdf = ~pdf_page.transformation_matrix
+    ops: list[str] = []
+    for line in page.lines:
+        if line.source != "ocr":
+            continue
+        words = [w for w in _line_words(line) if w.text.strip() and not _covered(w.bbox, existing)]
+        if words:
+            ops.append(_line_ops(words, to_pdf))
+    if not ops:
+        return b""
+    return ("BT\n3 Tr\n" + "\n".join(ops) + "\nET\n").encode("ascii")
+
+
+def _line_words(line: Line) -> list[Word]:
+    """The line's words; a line without word boxes is split by character count."""
+    if line.words:
+        return line.words
+    tokens = line.text.split()
+    if not tokens:
+        return []
+    x0, y0, x1, y1 = line.bbox
+    unit = (x1 - x0) / max(1, len(" ".join(tokens)))
+    words, x = [], x0
+    for tok in tokens:
+        words.append(Word(tok, (x, y0, x + unit * len(tok), y1), line.confidence))
+        x += unit * (len(tok) + 1)
+    return words
+
+
+def _covered(box: BBox, existing: np.ndarray) -> bool:
+    """Whether the box's centre falls on a word of the existing text layer."""
+    if not len(existing):
+        return False
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    inside = (existing[:, 0] <= cx) & (cx <= existing[:, 2]) & (existing[:, 1] <= cy) & (cy <= existing[:, 3])
+    return bool(inside.any())
+
+
+def _line_ops(words: list[Word], to_pdf: Any) -> str:
+    """Operators for one line: each word sized to its box, stretched spaces between."""
+    ops = []
+    for i, word in enumerate(words):
+        x0, y0, x1, y1 = word.bbox
+        size = max(y1 - y0, 0.1)
+        # With ascent 0.8 and descent -0.2 em, the baseline sits 1/5 above the bottom.
+        origin = _point(to_pdf, x0, y1 + DESCENT / 1000 * size)
+        text = _encode(word.text.strip())
+        ops.append(f"/{FONT_NAME} {size:.3f} Tf {_scale(x1 - x0, len(text) // 4, size):.3f} Tz "
+                   f"1 0 0 1 {origin[0]:.3f} {origin[1]:.3f} Tm <{text}> Tj")
+        if i + 1 < len(words):
+            gap = max(words[i + 1].bbox[0] - x1, _MIN_SPACE)
+            ops.append(f"{_scale(gap, 1, size):.3f} Tz <0020> Tj")
+    return "\n".join(ops)
+
+
+def _scale(width: float, chars: int, size: float) -> float:
+    """The ``Tz`` percentage that makes ``chars`` glyphs span ``width`` points."""
+    natural = chars * ADVANCE / 1000 * size
+    return 100.0 * max(width, _MIN_SPACE) / max(natural, 1e-6)
+
+
+def _point(matrix: Any, x: float, y: float) -> tuple[float, float]:
+    return (matrix.a * x + matrix.c * y + matrix.e, matrix.b * x + matrix.d * y + matrix.f)
+
+
+def _encode(text: str) -> str:
+    """UTF-16 code units as hex; the font's CIDs are Unicode code points."""
+    units = (ord(c) if ord(c) <= 0xFFFF and not 0xD800 <= ord(c) <= 0xDFFF else 0xFFFD for c in text)
+    return "".join(f"{u:04X}" for u in units)
+
+
+# -- PDF objects -------------------------------------------------------------
+
+
+def _append_content(doc: Any, pdf_page: Any, font_xref: int, content: bytes) -> None:
+    """Add the font to the page's resources and ``content`` after its contents."""
+    if not pdf_page.is_wrapped:
+        # An unbalanced ``cm`` in the original content would move our text.
+        pdf_page.wrap_contents()
+    res_xref, prefix = pdf_page.xref, "Resources/"
+    kind, value = doc.xref_get_key(res_xref, "Resources")
+    if kind == "xref":
+        res_xref, prefix = int(value.split()[0]), ""
+    elif kind != "dict":
+        doc.xref_set_key(res_xref, "Resources", "<<>>")
+    kind, value = doc.xref_get_key(res_xref, prefix + "Font")
+    if kind == "xref":
+        doc.xref_set_key(int(value.split()[0]), FONT_NAME, f"{font_xref} 0 R")
+    else:
+        if kind != "dict":
+            doc.xref_set_key(res_xref, prefix + "Font", "<<>>")
+        doc.xref_set_key(res_xref, f"{prefix}Font/{FONT_NAME}", f"{font_xref} 0 R")
+    stream = _new_stream(doc, content)
+    kind, value = doc.xref_get_key(pdf_page.xref, "Contents")
+    if kind == "array":
+        contents = value.strip()[1:-1]
+    elif kind == "xref":
+        contents = value
+    else:
+        contents = ""
+    doc.xref_set_key(pdf_page.xref, "Contents", f"[{contents} {stream} 0 R]")
+
+
+def _new_stream(doc: Any, data: bytes, extra: str = "") -> int:
+    xref = doc.get_new_xref()
+    doc.update_object(xref, f"<<{extra}>>")
+    doc.update_stream(xref, data)
+    return xref
+
+
+def _add_font(doc: Any) -> int:
+    """A Type0 font with one empty glyph for every Unicode BMP code point.
+
+    The same construction as Tesseract's and OCRmyPDF's ``GlyphLessFont``:
+    Identity-H codes are the code points, ``CIDToGIDMap`` sends them all to
+    glyph 1 and ``ToUnicode`` sends them back to themselves.
+    """
+    font_file = _new_stream(doc, _glyphless_ttf())
+    cid_to_gid = xref = doc.get_new_xref()
+    doc.update_object(xref, "<</Filter/FlateDecode>>")
+    doc.update_stream(xref, zlib.compress(b"\x00\x01" * 65536), compress=False)
+    to_unicode = _new_stream(doc, _to_unicode_cmap())
+    descriptor = doc.get_new_xref()
+    doc.update_object(descriptor, (
+        f"<</Type/FontDescriptor/FontName/GlyphLessFont/Flags 5/ItalicAngle 0/StemV 80"
+        f"/Ascent {ASCENT}/Descent {DESCENT}/CapHeight {ASCENT}"
+        f"/FontBBox[0 {DESCENT} {ADVANCE} {ASCENT}]/FontFile2 {font_file} 0 R>>"))
+    cid_font = doc.get_new_xref()
+    doc.update_object(cid_font, (
+        f"<</Type/Font/Subtype/CIDFontType2/BaseFont/GlyphLessFont"
+        f"/CIDSystemInfo<</Registry(Adobe)/Ordering(Identity)/Supplement 0>>"
+        f"/FontDescriptor {descriptor} 0 R/DW {ADVANCE}/CIDToGIDMap {cid_to_gid} 0 R>>"))
+    font = doc.get_new_xref()
+    doc.update_object(font, (
+        f"<</Type/Font/Subtype/Type0/BaseFont/GlyphLessFont/Encoding/Identity-H"
+        f"/DescendantFonts[{cid_font} 0 R]/ToUnicode {to_unicode} 0 R>>"))
+    return font
+
+
+def _to_unicode_cmap() -> bytes:
+    # A bfrange may only vary the last byte, so the BMP is listed as 248
+    # ranges of 256 codes (surrogates skipped), at most 100 per section.
+    ranges = [f"<{hi:02X}00> <{hi:02X}FF> <{hi:02X}00>" for hi in range(256) if not 0xD8 <= hi <= 0xDF]
+    sections = []
+    for i in range(0, len(ranges), 100):
+        chunk = ranges[i:i + 100]
+        sections.append(f"{len(chunk)} beginbfrange\n" + "\n".join(chunk) + "\nendbfrange")
+    return ("/CIDInit /ProcSet findresource begin\n12 dict begin\nbegincmap\n"
+            "/CIDSystemInfo << /Registry (Adobe) /Ordering (UCS) /Supplement 0 >> def\n"
+            "/CMapName /Adobe-Identity-UCS def\n/CMapType 2 def\n"
+            "1 begincodespacerange\n<0000> <FFFF>\nendcodespacerange\n"
+            + "\n".join(sections)
+            + "\nendcmap\nCMapName currentdict /CMap defineresource pop\nend\nend\n").encode("ascii")
+
+
+@lru_cache(maxsize=1)
+def _glyphless_ttf() -> bytes:
+    """A minimal TrueType font: ``.notdef`` and one empty glyph, 1000 units per em.
+
+    Built here rather than shipped so that no binary file travels with the
+    package; FreeType, pdf.js and poppler load it.
+    """
+    tables = {
+        b"head": struct.pack(">IIIIHHqqhhhhHHhhh", 0x10000, 0x10000, 0, 0x5F0F3CF5, 0x000B, 1000,
+                             0, 0, 0, DESCENT, ADVANCE, ASCENT, 0, 3, 2, 0, 0),
+        b"hhea": struct.pack(">IhhhHhhhhhh4hhH", 0x10000, ASCENT, DESCENT, 0, ADVANCE, 0, 0, ADVANCE,
+                             1, 0, 0, 0, 0, 0, 0, 0, 2),
+        b"maxp": struct.pack(">IH13H", 0x10000, 2, 0, 0, 0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0),
+        b"hmtx": struct.pack(">HhHh", ADVANCE, 0, ADVANCE, 0),
+        b"loca": struct.pack(">3H", 0, 0, 0),  # both glyphs empty
+        b"glyf": b"\0\0\0\0",
+        # cmap format 4 with only the closing segment: no character is mapped.
+        b"cmap": struct.pack(">HHHHI", 0, 1, 3, 1, 12)
+                 + struct.pack(">12H", 4, 24, 0, 2, 2, 0, 0, 0xFFFF, 0, 0xFFFF, 1, 0),
+        b"post": struct.pack(">IIhhIIIII", 0x30000, 0, -100, 50, 1, 0, 0, 0, 0),
+        b"name": _name_table("GlyphLessFont"),
+    }
+    tags = sorted(tables)
+    shift = len(tags).bit_length() - 1
+    header = struct.pack(">IHHHH", 0x10000, len(tags), 16 << shift, shift, 16 * len(tags) - (16 << shift))
+    offset = len(header) + 16 * len(tags)
+    directory, body = b"", b""
+    for tag in tags:
+        data = tables[tag] + b"\0" * (-len(tables[tag]) % 4)
+        checksum = sum(struct.unpack(f">{len(data) // 4}I", data)) & 0xFFFFFFFF
+        directory += struct.pack(">4sIII", tag, checksum, offset + len(body), len(tables[tag]))
+        body += data
+    return header + directory + body
+
+
+def _name_table(name: str) -> bytes:
+    raw = name.encode("ascii")
+    records = b"".join(struct.pack(">6H", 1, 0, 0, name_id, len(raw), 0) for name_id in (1, 4, 6))
+    return struct.pack(">HHH", 0, 3, 6 + 12 * 3) + records + raw
