@@ -20,6 +20,7 @@ from docrag.embed import TextEmbedder, get_embedder
 from docrag.errors import DocragError, LoadError, StoreError
 from docrag.index import DB_NAME, LocalStore
 from docrag.io import open_document
+from docrag.layout.furniture import mark_furniture
 from docrag.pipeline import process_page
 from docrag.retrieve import dense_search
 from docrag.types import Chunk, Hit, Page
@@ -184,9 +185,11 @@ class Index:
             pages.append(page)
             result.pages += 1
             result.pages_ocr += page.method in ("ocr", "mixed")
-            chunks += chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
             if progress:
                 progress(doc.source, src.number, doc.page_count)
+        mark_furniture(pages)
+        for page in pages:
+            chunks += chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
         for i, chunk in enumerate(chunks):
             chunk.ordinal = i
         return pages, chunks

@@ -16,11 +16,13 @@ from typing import Any, Literal, TypeVar
 
 BBox = tuple[float, float, float, float]
 Kind = Literal["text", "table", "figure", "chart", "caption"]
+BlockKind = Literal["text", "table", "figure", "chart", "caption", "page_header", "page_footer"]
 PageMethod = Literal["text", "ocr", "mixed", "failed"]
 
 __all__ = [
     "BBox",
     "Kind",
+    "BlockKind",
     "PageMethod",
     "Word",
     "Line",
@@ -92,7 +94,7 @@ class Block(_Serializable):
 
     lines: list[Line]
     bbox: BBox
-    kind: Kind = "text"
+    kind: BlockKind = "text"
     column: int = 0
 
     @property

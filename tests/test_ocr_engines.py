@@ -15,11 +15,12 @@ import cv2
 import numpy as np
 import pytest
 
+import shutil
+
 import docrag.detect.dbnet  # noqa: F401  (registers "dbnet")
-import docrag.recognize.ppocr  # noqa: F401  (registers "ppocr")
 from docrag.detect import DETECTORS, Detector
 from docrag.errors import ModelError
-from docrag.recognize import RECOGNIZERS, Recognizer
+from docrag.recognize import RECOGNIZERS, Recognizer, _load_builtin_engines
 from docrag.recognize.engine import ocr_image
 
 pymupdf = pytest.importorskip("pymupdf")
@@ -124,9 +125,30 @@ def detectors() -> dict[str, Detector]:
     return {name: DETECTORS.create(name) for name in DETECTORS.names()}
 
 
+_load_builtin_engines()  # every registered recognizer is parametrized below
+
+
+def _unavailable(name: str) -> str | None:
+    """Why engine ``name`` cannot run here, or None."""
+    if name == "florence2":
+        return "needs Florence-2 weights; its code path runs on a tiny model in test_florence2.py"
+    if name == "tesseract" and shutil.which("tesseract") is None:
+        return "tesseract is not installed (apt-get install tesseract-ocr)"
+    return None
+
+
+class _Recognizers(dict):
+    def __missing__(self, name: str) -> Recognizer:
+        reason = _unavailable(name)
+        if reason:
+            pytest.skip(reason)
+        self[name] = RECOGNIZERS.create(name)
+        return self[name]
+
+
 @pytest.fixture(scope="session")
 def recognizers() -> dict[str, Recognizer]:
-    return {name: RECOGNIZERS.create(name) for name in RECOGNIZERS.names()}
+    return _Recognizers()
 
 
 @pytest.fixture(scope="session")

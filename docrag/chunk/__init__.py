@@ -80,6 +80,8 @@ def chunk_page(
     current: list[list[Line]] = []
     used = 0
     for block in page.blocks:
+        if block.kind in ("page_header", "page_footer"):
+            continue  # running furniture is not body text
         open_block: list[Line] | None = None
         for piece in _split_long_lines(block.lines, max_tokens, count_tokens):
             cost = count_tokens(piece.text)

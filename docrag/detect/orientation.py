@@ -42,6 +42,11 @@ MIN_DESKEW = 0.15
 ORIENTATION_SIDE = 1024
 # Quads this much wider than tall count as lines when measuring skew.
 _WIDE = 3.0
+# Orientation reads strips of a line this many line-heights long.
+_STRIP = 8.0
+# Upside-down text reads at ~0.5-0.75 mean confidence with PP-OCR; above this
+# the page is taken as upright without reading it turned.
+_SURE_UPRIGHT = 0.9
 # Projection-profile skew works on at most this many foreground pixels.
 _MAX_POINTS = 150_000
 
@@ -131,11 +136,15 @@ def estimate_skew(image: np.ndarray, quads: np.ndarray | None = None, max_skew: 
     >>> estimate_skew(np.full((200, 300, 3), 255, np.uint8))
     0.0
     """
+    image = np.asarray(image)
     if quads is not None:
         found = _skew_from_quads(np.asarray(quads, np.float64).reshape(-1, 4, 2), max_skew)
         if found is not None:
-            return found
-    return _skew_from_profile(np.asarray(image), max_skew)
+            # Box edges are good to ~0.05°; the ink profile, searched near
+            # them, is finer still where the page has clean text lines.
+            refined = _skew_from_profile(image, max_skew, around=found)
+            return refined if refined is not None else found
+    return _skew_from_profile(image, max_skew) or 0.0
 
 
 def _skew_from_quads(quads: np.ndarray, max_skew: float) -> float | None:
@@ -160,8 +169,12 @@ def _skew_from_quads(quads: np.ndarray, max_skew: float) -> float | None:
     return float(np.clip(round(value, 3), -max_skew, max_skew)) + 0.0
 
 
-def _skew_from_profile(image: np.ndarray, max_skew: float) -> float:
-    """Angle maximising the sharpness of the row profile of the ink."""
+def _skew_from_profile(image: np.ndarray, max_skew: float, around: float | None = None) -> float | None:
+    """Angle maximising the sharpness of the row profile of the ink.
+
+    With ``around``, only ``around ± 0.5°`` is searched and None is returned
+    when the best angle lies on the edge of that window (no clear peak).
+    """
     import cv2
 
     gray = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
@@ -169,11 +182,11 @@ def _skew_from_profile(image: np.ndarray, max_skew: float) -> float:
     if scale < 1.0:
         gray = cv2.resize(gray, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
     if int(gray.max()) - int(gray.min()) < 40:  # blank or flat page
-        return 0.0
+        return None if around is not None else 0.0
     _, ink = cv2.threshold(gray, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     ys, xs = np.nonzero(ink)
     if len(xs) < 50 or len(xs) > 0.5 * ink.size:
-        return 0.0
+        return None if around is not None else 0.0
     if len(xs) > _MAX_POINTS:
         pick = np.random.default_rng(0).choice(len(xs), _MAX_POINTS, replace=False)
         xs, ys = xs[pick], ys[pick]
@@ -186,6 +199,12 @@ def _skew_from_profile(image: np.ndarray, max_skew: float) -> float:
         hist = np.bincount((rows - rows.min()).astype(np.int64))
         return float(np.dot(hist, hist))
 
+    if around is not None:
+        window = np.arange(around - 0.5, around + 0.5 + 1e-9, 0.02)
+        k = int(np.argmax([score(d) for d in window]))
+        if k in (0, len(window) - 1):
+            return None
+        return float(np.clip(round(float(window[k]), 3), -max_skew, max_skew)) + 0.0
     coarse = np.arange(-max_skew, max_skew + 1e-9, 0.25)
     scores = np.array([score(d) for d in coarse])
     if scores.max() < 1.05 * np.median(scores):  # no line structure: not text
@@ -257,12 +276,23 @@ def _upside_down(page: np.ndarray, quads: np.ndarray, recognizer: Recognizer, sa
     if len(wide) == 0:
         return False
     pick = wide[np.argsort(-across[wide], kind="stable")[:sample]]
-    chosen = quads[pick].astype(np.float32)
-    ph, pw = page.shape[:2]
-    flipped_page = np.ascontiguousarray(page[::-1, ::-1])
-    flipped = (np.array([pw, ph], np.float32) - chosen)[:, [2, 3, 0, 1]]
-    upright_conf = _mean_confidence(recognizer.recognize(page, chosen))
-    flipped_conf = _mean_confidence(recognizer.recognize(flipped_page, flipped))
+    # A dozen characters tell up from down as well as a whole line does, at a
+    # fraction of the recognizer's time: read only the first part of each line.
+    keep = np.minimum(1.0, _STRIP * down[pick] / np.maximum(across[pick], 1e-6))[:, None]
+    chosen = quads[pick].copy()
+    chosen[:, 1] = chosen[:, 0] + keep * (chosen[:, 1] - chosen[:, 0])
+    chosen[:, 2] = chosen[:, 3] + keep * (chosen[:, 2] - chosen[:, 3])
+    # Only the region holding the strips is handed over (and turned).
+    x0, y0 = np.maximum(0, np.floor(chosen.reshape(-1, 2).min(0)).astype(int) - 2)
+    x1, y1 = np.ceil(chosen.reshape(-1, 2).max(0)).astype(int) + 2
+    region = page[y0:y1, x0:x1]
+    chosen = (chosen - [x0, y0]).astype(np.float32)
+    upright_conf = _mean_confidence(recognizer.recognize(np.ascontiguousarray(region), chosen))
+    if upright_conf >= _SURE_UPRIGHT:
+        return False
+    rh, rw = region.shape[:2]
+    flipped = (np.array([rw, rh], np.float32) - chosen)[:, [2, 3, 0, 1]]
+    flipped_conf = _mean_confidence(recognizer.recognize(np.ascontiguousarray(region[::-1, ::-1]), flipped))
     return flipped_conf > upright_conf
 
 

@@ -12,8 +12,9 @@ equal to the box height makes the extracted box exactly as tall as the OCR
 box, and a horizontal scaling (``Tz``) of ``100 * width / (chars * size / 2)``
 makes it exactly as wide. Between two words of a line a space is drawn that
 fills the gap, so extractors read each line as one line of words. Boxes are
-in unrotated page space, which is PDF user space flipped, so ``/Rotate``
-needs no special handling.
+in unrotated page space, which is PDF user space flipped at the top-left of
+the visible box, so ``/Rotate`` needs no special handling; the CropBox
+offset is read from the page tree.
 
 >>> import docrag  # doctest: +SKIP
 >>> from docrag.integrations.searchable_pdf import write_searchable_pdf  # doctest: +SKIP
@@ -26,6 +27,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 import struct
 import zlib
 from functools import lru_cache
@@ -141,15 +143,18 @@ def _text_layer(pdf_page: Any, page: Page) -> bytes:
     if page.method == "failed":
         return b""
     existing = np.array([w[:4] for w in pdf_page.get_text("words") if w[4].strip()], dtype=np.float64).reshape(-1, 4)
-    # PyMuPDF's page space is PDF user space flipped (cropbox origin, no rotation).
-    to_pdf = ~pdf_page.transformation_matrix
+    origin = _visible_origin(pdf_page)
     ops: list[str] = []
     for line in page.lines:
         if line.source != "ocr":
             continue
-        words = [w for w in _line_words(line) if w.text.strip() and not _covered(w.bbox, existing)]
+        words = [w for w in _line_words(line) if w.text.strip()]
+        covered = [_covered(w.bbox, existing) for w in words]
+        if sum(covered) * 2 >= len(words):
+            continue  # the line is already in the text layer
+        words = [w for w, c in zip(words, covered) if not c]
         if words:
-            ops.append(_line_ops(words, to_pdf))
+            ops.append(_line_ops(words, origin))
     if not ops:
         return b""
     return ("BT\n3 Tr\n" + "\n".join(ops) + "\nET\n").encode("ascii")
@@ -172,25 +177,32 @@ def _line_words(line: Line) -> list[Word]:
 
 
 def _covered(box: BBox, existing: np.ndarray) -> bool:
-    """Whether the box's centre falls on a word of the existing text layer."""
+    """Whether the box lies on a word of the existing text layer.
+
+    OCR boxes of short words (``-``, ``a``) are a few points off, so a third
+    of the box on a text-layer word counts as covered.
+    """
     if not len(existing):
         return False
-    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
-    inside = (existing[:, 0] <= cx) & (cx <= existing[:, 2]) & (existing[:, 1] <= cy) & (cy <= existing[:, 3])
-    return bool(inside.any())
+    ix = np.clip(np.minimum(existing[:, 2], box[2]) - np.maximum(existing[:, 0], box[0]), 0, None)
+    iy = np.clip(np.minimum(existing[:, 3], box[3]) - np.maximum(existing[:, 1], box[1]), 0, None)
+    area = max((box[2] - box[0]) * (box[3] - box[1]), 1e-6)
+    return bool((ix * iy / area).max() >= 1 / 3)
 
 
-def _line_ops(words: list[Word], to_pdf: Any) -> str:
+def _line_ops(words: list[Word], origin: tuple[float, float]) -> str:
     """Operators for one line: each word sized to its box, stretched spaces between."""
     ops = []
     for i, word in enumerate(words):
         x0, y0, x1, y1 = word.bbox
         size = max(y1 - y0, 0.1)
         # With ascent 0.8 and descent -0.2 em, the baseline sits 1/5 above the bottom.
-        origin = _point(to_pdf, x0, y1 + DESCENT / 1000 * size)
+        # Page space is PDF user space flipped at the visible box's top-left;
+        # with ascent 0.8 and descent -0.2 em the baseline sits 1/5 above the bottom.
+        x, y = origin[0] + x0, origin[1] - (y1 + DESCENT / 1000 * size)
         text = _encode(word.text.strip())
         ops.append(f"/{FONT_NAME} {size:.3f} Tf {_scale(x1 - x0, len(text) // 4, size):.3f} Tz "
-                   f"1 0 0 1 {origin[0]:.3f} {origin[1]:.3f} Tm <{text}> Tj")
+                   f"1 0 0 1 {x:.3f} {y:.3f} Tm <{text}> Tj")
         if i + 1 < len(words):
             gap = max(words[i + 1].bbox[0] - x1, _MIN_SPACE)
             ops.append(f"{_scale(gap, 1, size):.3f} Tz <0020> Tj")
@@ -203,8 +215,31 @@ def _scale(width: float, chars: int, size: float) -> float:
     return 100.0 * max(width, _MIN_SPACE) / max(natural, 1e-6)
 
 
-def _point(matrix: Any, x: float, y: float) -> tuple[float, float]:
-    return (matrix.a * x + matrix.c * y + matrix.e, matrix.b * x + matrix.d * y + matrix.f)
+def _visible_origin(pdf_page: Any) -> tuple[float, float]:
+    """PDF user-space ``(x0, y1)`` of the visible box (MediaBox clipped by CropBox).
+
+    PyMuPDF's unrotated page point ``(x, y)`` is PDF ``(x0 + x, y1 - y)``. Read
+    from the page tree because ``Page.transformation_matrix`` drops the
+    CropBox offset on pages with ``/Rotate``.
+    """
+    doc = pdf_page.parent
+    media = _pdf_box(doc, pdf_page.xref, "MediaBox") or (0.0, 0.0, 612.0, 792.0)
+    crop = _pdf_box(doc, pdf_page.xref, "CropBox") or media
+    box = (max(media[0], crop[0]), max(media[1], crop[1]), min(media[2], crop[2]), min(media[3], crop[3]))
+    if box[2] <= box[0] or box[3] <= box[1]:
+        box = media
+    return box[0], box[3]
+
+
+def _pdf_box(doc: Any, xref: int, key: str) -> BBox | None:
+    kind, value = _inherited(doc, xref, key)
+    if kind == "xref":
+        value = doc.xref_object(int(value.split()[0]))
+    numbers = [float(v) for v in re.findall(r"[-+]?(?:\d+\.?\d*|\.\d+)", value)] if kind != "null" else []
+    if len(numbers) != 4:
+        return None
+    (x0, x1), (y0, y1) = sorted(numbers[0::2]), sorted(numbers[1::2])
+    return (x0, y0, x1, y1)
 
 
 def _encode(text: str) -> str:
@@ -222,11 +257,10 @@ def _append_content(doc: Any, pdf_page: Any, font_xref: int, content: bytes) -> 
         # An unbalanced ``cm`` in the original content would move our text.
         pdf_page.wrap_contents()
     res_xref, prefix = pdf_page.xref, "Resources/"
-    kind, value = doc.xref_get_key(res_xref, "Resources")
+    kind, value = _inherited(doc, res_xref, "Resources")
     if kind == "xref":
         res_xref, prefix = int(value.split()[0]), ""
-    elif kind != "dict":
-        doc.xref_set_key(res_xref, "Resources", "<<>>")
+    doc.xref_set_key(pdf_page.xref, "Resources", value if kind in ("xref", "dict") else "<<>>")
     kind, value = doc.xref_get_key(res_xref, prefix + "Font")
     if kind == "xref":
         doc.xref_set_key(int(value.split()[0]), FONT_NAME, f"{font_xref} 0 R")
@@ -243,6 +277,19 @@ def _append_content(doc: Any, pdf_page: Any, font_xref: int, content: bytes) -> 
     else:
         contents = ""
     doc.xref_set_key(pdf_page.xref, "Contents", f"[{contents} {stream} 0 R]")
+
+
+def _inherited(doc: Any, xref: int, key: str) -> tuple[str, str]:
+    """``xref_get_key`` that follows ``/Parent`` for inheritable page attributes."""
+    for _ in range(64):  # a cycle in a broken page tree must not hang us
+        kind, value = doc.xref_get_key(xref, key)
+        if kind != "null":
+            return kind, value
+        kind, parent = doc.xref_get_key(xref, "Parent")
+        if kind != "xref":
+            break
+        xref = int(parent.split()[0])
+    return "null", "null"
 
 
 def _new_stream(doc: Any, data: bytes, extra: str = "") -> int:

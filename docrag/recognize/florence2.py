@@ -50,8 +50,13 @@ _LINE_TASK = "<OCR>"
 # A dense 768 px tile holds ~30 lines of ~20 tokens (text + 8 boxes); BART's
 # decoder has 1024 positions. A single line rarely passes 60 tokens.
 _MAX_NEW_TOKENS = {"page": 1024, "crops": 128}
+_NOISE = re.compile(r"<loc_\d+>|</?s>|<pad>")  # tokens an <OCR> answer may hold besides text
 _HUB_ID = re.compile(r"^[\w.-]+(/[\w.-]+)?$")
 _SURELY_VERTICAL = 4.0  # crops this much taller than wide are read turned both ways
+_REMOTE_CODE = (
+    "holds a remote-code Florence-2 checkpoint, which the native transformers classes cannot load "
+    "(its weights would be left random); use the converted florence-community/Florence-2-* weights"
+)
 _FETCH_HINT = (
     "pass model= a local directory holding a transformers-format Florence-2 checkpoint, e.g. "
     f"`hf download {DEFAULT_MODEL} --local-dir DIR` (older huggingface_hub: `huggingface-cli download`), "
@@ -153,6 +158,8 @@ class Florence2Recognizer:
             # OSError: missing files, no network; the others: a checkpoint that is
             # not in the native format (e.g. a tokenizer without `image_token`).
             raise ModelError(f"cannot load Florence-2 model {self.model!r}: {exc}; {_FETCH_HINT}") from exc
+        if getattr(model.config, "auto_map", None):
+            raise ModelError(f"{self.model} {_REMOTE_CODE}; {_FETCH_HINT}")
         model.to(device).eval()
         tok = processor.tokenizer
         loc_tokens = [f"<loc_{i}>" for i in range(LOC_BINS)]
@@ -260,15 +267,21 @@ class Florence2Recognizer:
         crops = [_crop(image, q) for q in quads]
         # Florence-2 reads upright text only: clearly vertical crops are read
         # turned both ways and the more confident reading is kept.
-        jobs = [(i, k) for i, c in enumerate(crops) for k in ((1, 3) if c.shape[0] >= _SURELY_VERTICAL * c.shape[1] else (0,))]
+        jobs = [
+            (i, k)
+            for i, c in enumerate(crops)
+            for k in ((1, 3) if c.shape[0] >= _SURELY_VERTICAL * c.shape[1] else (0,))
+        ]
         answers = self._generate([_square(np.rot90(crops[i], k)) for i, k in jobs], _LINE_TASK)
         best: dict[int, tuple[str, float]] = {}
         for (i, _), pieces in zip(jobs, answers):
-            text = " ".join(re.sub(r"<loc_\d+>|</?s>|<pad>", " ", "".join(t for t, _ in pieces)).split())
+            text = " ".join(_NOISE.sub(" ", "".join(t for t, _ in pieces)).split())
             conf = float(np.mean([c for _, c in pieces])) if pieces else 0.0
             if i not in best or conf > best[i][1]:
                 best[i] = (text, conf if text else 0.0)
-        return [Recognized(text=best[i][0], confidence=best[i][1], quad=q.copy(), words=[]) for i, q in enumerate(quads)]
+        return [
+            Recognized(text=best[i][0], confidence=best[i][1], quad=q.copy(), words=[]) for i, q in enumerate(quads)
+        ]
 
 
 # ---------------------------------------------------------------- helpers
@@ -293,11 +306,10 @@ def _check_source(model: str) -> str:
         except (OSError, ValueError) as exc:
             raise ModelError(f"{config} is not readable JSON ({exc}); {_FETCH_HINT}") from exc
         if "auto_map" in meta:
-            raise ModelError(
-                f"{path} holds a remote-code Florence-2 checkpoint (microsoft/Florence-2-*), which the native "
-                f"transformers classes cannot load; use the converted florence-community/Florence-2-* weights: {_FETCH_HINT}"
-            )
+            raise ModelError(f"{path} {_REMOTE_CODE}; {_FETCH_HINT}")
         return str(path)
+    if model.lower().startswith("microsoft/florence-2"):
+        raise ModelError(f"{model} {_REMOTE_CODE}; {_FETCH_HINT}")
     if path.exists() or not _HUB_ID.match(model):
         raise ModelError(f"Florence-2 model directory {model} not found; {_FETCH_HINT}")
     return model  # a hub id

@@ -7,8 +7,10 @@ width or height of the image it was shown. This module turns that into pixel
 quads, cuts pages into overlapping tiles and merges the lines read in them.
 Pure numpy: no torch, no model.
 
->>> parse_ocr_regions("Hi<loc_0><loc_0><loc_999><loc_0><loc_999><loc_999><loc_0><loc_999>", 1000, 100)[0][1].tolist()
-[[0.5, 0.05000000074505806], [999.5, 0.05000000074505806], [999.5, 99.94999694824219], [0.5, 99.94999694824219]]
+>>> answer = "Hi<loc_0><loc_0><loc_999><loc_0><loc_999><loc_999><loc_0><loc_999>"
+>>> text, quad = parse_ocr_regions(answer, 2000, 1000)[0]
+>>> text, quad.tolist()
+('Hi', [[1.0, 0.5], [1999.0, 0.5], [1999.0, 999.5], [1.0, 999.5]])
 """
 
 from __future__ import annotations
@@ -204,7 +206,12 @@ def _merge_seams(lines: list[TiledLine], width: int, height: int, margin: float)
             confidence=(prev.confidence * n_a + line.confidence * n_b) / max(1, n_a + n_b),
             quad=np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], np.float32),
             # The union of both tiles, so a fragment further right can join on.
-            tile=(min(prev.tile[0], line.tile[0]), min(prev.tile[1], line.tile[1]), line.tile[2], max(prev.tile[3], line.tile[3])),
+            tile=(
+                min(prev.tile[0], line.tile[0]),
+                min(prev.tile[1], line.tile[1]),
+                line.tile[2],
+                max(prev.tile[3], line.tile[3]),
+            ),
         )
     return merged
 
