@@ -240,5 +240,10 @@ def ocr(path: str | Path, options: IngestOptions | None = None) -> Iterator[Page
     opts = options or options_from_env(IngestOptions, ocr="always")
     with open_document(path) as doc:
         for src in doc.pages():
-            yield process_page(src, opts)
+            try:
+                yield process_page(src, opts)
+            except DocragError as exc:
+                yield _failed_page(src, str(exc))
+            except Exception as exc:  # one bad page must not abort the rest
+                yield _failed_page(src, f"{doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
 

@@ -28,11 +28,15 @@ def _options_from_model(model: type) -> Callable[[Callable[..., Any]], Callable[
         for name, f in reversed(list(model.model_fields.items())):  # type: ignore[attr-defined]
             ann = f.annotation
             kind: Any
+            flag = "--" + name.replace("_", "-")
+            if ann is bool:
+                fn = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
+                                  help=f"{f.description} [default: {f.default}]")(fn)
+                continue
             if typing.get_origin(ann) is typing.Literal:
                 kind = click.Choice([str(a) for a in typing.get_args(ann)])
             else:
                 kind = {int: int, float: float}.get(ann, str)
-            flag = "--" + name.replace("_", "-")
             fn = click.option(flag, name, type=kind, default=None,
                               help=f"{f.description} [default: {f.default}]")(fn)
         return fn
@@ -155,6 +159,51 @@ def delete(sources: tuple[str, ...], index_dir: str) -> None:
             missing.append(source)
     if missing:
         raise click.ClickException("not in the index: " + ", ".join(missing))
+
+
+@cli.command("ocr")
+@click.argument("file", type=click.Path())
+@click.option("--json", "as_json", is_flag=True, help="Print pages -> lines -> words (text, confidence, bbox in PDF points).")
+@click.option("--text", "as_text", is_flag=True, help="Print the text in reading order (the default output).")
+@click.option("--pdf", "pdf_out", type=click.Path(dir_okay=False), default=None,
+              help="Write a searchable PDF: the same pages plus an invisible text layer on the printed words.")
+@_options_from_model(IngestOptions)
+def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, **opts: Any) -> None:
+    """OCR a PDF or image without indexing it (every page unless --ocr auto)."""
+    from docrag.api import ocr as run_ocr
+
+    if opts.get("ocr") is None:
+        opts["ocr"] = "always"
+    options = options_from_env(IngestOptions, **opts)
+    pages = []
+    for page in run_ocr(file, options):
+        if page.error:
+            click.echo(f"warning: page skipped: {page.error}", err=True)
+        pages.append(page)
+        if not as_json and not pdf_out or as_text:
+            click.echo(page.text)
+            click.echo("\f")
+    if as_json:
+        click.echo(json.dumps({"source": file, "pages": [_page_json(p) for p in pages]}, indent=1))
+    if pdf_out:
+        from docrag.integrations.searchable_pdf import write_searchable_pdf
+
+        out = write_searchable_pdf(file, pages, pdf_out)
+        click.echo(f"wrote {out}", err=True)
+
+
+def _page_json(page: Any) -> dict[str, Any]:
+    return {
+        "page": page.number, "width": page.width, "height": page.height, "method": page.method,
+        "reason": page.reason, "orientation": getattr(page, "orientation", 0), "skew": getattr(page, "skew", 0.0),
+        "error": page.error,
+        "lines": [
+            {"text": ln.text, "confidence": round(ln.confidence, 4), "bbox": [round(v, 2) for v in ln.bbox],
+             "words": [{"text": w.text, "confidence": round(w.confidence, 4), "bbox": [round(v, 2) for v in w.bbox]}
+                       for w in ln.words]}
+            for ln in page.lines
+        ],
+    }
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -11,7 +11,7 @@ these fields, so ``--help`` shows the same descriptions.
 from __future__ import annotations
 
 import os
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
@@ -34,7 +34,22 @@ class IngestOptions(BaseModel):
     )
     dpi: int = Field(300, ge=72, le=600, description="Raster resolution for OCR, in dots per inch.")
     detector: str = Field("dbnet", description="Text-region detector engine.")
-    recognizer: str = Field("ppocr", description="Text recognizer engine.")
+    ocr_engine: str = Field(
+        "ppocr",
+        description="Text recognizer: ppocr (default, CPU), florence2 (transformers; set --ocr-model), "
+        "tesseract (needs the tesseract binary; set --lang).",
+    )
+    ocr_model: Optional[str] = Field(
+        None,
+        description="Model of the OCR engine: a hub id or a local directory (florence2), "
+        "or a tessdata directory (tesseract).",
+    )
+    lang: Optional[str] = Field(
+        None, description="OCR languages for tesseract, e.g. 'eng+fra+deu' (ppocr reads English and Chinese)."
+    )
+    orientation: bool = Field(
+        True, description="Detect pages scanned at 90/180/270 degrees and skew, and read them upright."
+    )
     min_ocr_confidence: float = Field(
         0.5, ge=0.0, le=1.0, description="Drop OCR lines read with a lower mean confidence."
     )
@@ -52,9 +67,11 @@ class IngestOptions(BaseModel):
     batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
 
     @model_validator(mode="after")
-    def _overlap_smaller_than_chunk(self) -> IngestOptions:
+    def _consistent(self) -> IngestOptions:
         if self.chunk_overlap >= self.chunk_tokens:
             raise ValueError("chunk_overlap must be smaller than chunk_tokens")
+        if self.lang is not None and self.ocr_engine != "tesseract":
+            raise ValueError(f"lang applies to the tesseract engine, not {self.ocr_engine!r}")
         return self
 
 

@@ -61,7 +61,7 @@ def ocr_lines(raster: Raster, options: IngestOptions) -> list[Line]:
     from docrag.recognize import get_recognizer
     from docrag.recognize.engine import ocr_image
 
-    found = ocr_image(raster.image, get_detector(options.detector), get_recognizer(options.recognizer),
+    found = ocr_image(raster.image, get_detector(options.detector), get_recognizer(options.ocr_engine, options.ocr_model, options.lang),
                       min_confidence=options.min_ocr_confidence)
     lines: list[Line] = []
     for rec in found:

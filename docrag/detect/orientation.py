@@ -259,13 +259,17 @@ def _orient(image: np.ndarray, detector: Detector, recognizer: Recognizer, sampl
 
 
 def _mostly_vertical(quads: np.ndarray) -> bool:
-    """True when tall boxes hold more of the text's length than wide ones."""
-    across = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)
-    down = np.linalg.norm(quads[:, 3] - quads[:, 0], axis=1)
-    # Single letters and digits are taller than wide even upright: weigh each
-    # box by its long side so that lines, not specks, decide.
-    length = np.maximum(across, down)
-    return float(length[down > across].sum()) > float(length[across >= down].sum())
+    """True when boxes running up and down hold more of the text's length than level ones."""
+    # Measured from the edges themselves, not the corner names: a tall box
+    # tilted a few degrees may come with its corners labelled as if it lay flat.
+    one, two = quads[:, 1] - quads[:, 0], quads[:, 2] - quads[:, 1]
+    n1, n2 = np.linalg.norm(one, axis=1), np.linalg.norm(two, axis=1)
+    long_edge = np.where((n1 >= n2)[:, None], one, two)
+    length = np.maximum(n1, n2)
+    # Single letters and digits are taller than wide even upright: weighing
+    # each box by its long side lets lines, not specks, decide.
+    vertical = np.abs(long_edge[:, 1]) > np.abs(long_edge[:, 0])
+    return float(length[vertical].sum()) > float(length[~vertical].sum())
 
 
 def _upside_down(page: np.ndarray, quads: np.ndarray, recognizer: Recognizer, sample: int) -> bool:

@@ -64,14 +64,16 @@ RECOGNIZERS: Registry[Recognizer] = Registry("recognizer")
 
 
 @lru_cache(maxsize=None)
-def get_recognizer(name: str = "ppocr", model: str | None = None) -> Recognizer:
+def get_recognizer(name: str = "ppocr", model: str | None = None, lang: str | None = None) -> Recognizer:
     """The recognizer called ``name``, built once per process.
 
-    ``model`` (a hub id or a local directory) is passed to engines that load
-    a model by name, such as ``florence2``; others ignore it.
+    ``model`` (a hub id or a local directory) goes to engines that load a
+    model by name (``florence2``; a tessdata dir for ``tesseract``); ``lang``
+    to ``tesseract``. Options left as ``None`` are not passed.
     """
     _load_builtin_engines()
-    return RECOGNIZERS.create(name) if model is None else RECOGNIZERS.create(name, model=model)
+    kwargs = {k: v for k, v in (("model", model), ("lang", lang)) if v is not None}
+    return RECOGNIZERS.create(name, **kwargs)
 
 
 def _load_builtin_engines() -> None:
