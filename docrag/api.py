@@ -22,7 +22,9 @@ from docrag.index import DB_NAME, LocalStore
 from docrag.io import open_document
 from docrag.layout.furniture import mark_furniture
 from docrag.pipeline import process_page
-from docrag.retrieve import dense_search
+from docrag.index import Filters
+from docrag.retrieve import search
+from docrag.retrieve.rerank import get_reranker
 from docrag.types import Chunk, Hit, Page
 
 __all__ = ["Index", "IngestReport", "FileResult", "ocr", "expand_paths"]
@@ -130,20 +132,23 @@ class Index:
 
     # -- writing ------------------------------------------------------------
 
-    def ingest(self, paths: Iterable[str | Path], progress: ProgressFn | None = None) -> IngestReport:
+    def ingest(
+        self, paths: Iterable[str | Path], progress: ProgressFn | None = None, tags: dict[str, str] | None = None
+    ) -> IngestReport:
         """Add files (or directories of files) to the index.
 
         Unchanged files (same bytes) are skipped; a changed file replaces its
         previous version; a bad file is reported and leaves the index untouched.
+        ``tags`` (e.g. ``{"year": "2023"}``) are stored per document for filtering.
         """
         start = time.perf_counter()
         report = IngestReport()
         for source in expand_paths(paths):
-            report.files.append(self._ingest_file(source, progress))
+            report.files.append(self._ingest_file(source, progress, dict(tags or {})))
         report.seconds = time.perf_counter() - start
         return report
 
-    def _ingest_file(self, source: str, progress: ProgressFn | None) -> FileResult:
+    def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str]) -> FileResult:
         result = FileResult(source=source, status="failed")
         try:
             doc = open_document(source)
@@ -164,7 +169,7 @@ class Index:
             replaces = [d for d in store.find_documents(str(Path(source).resolve())) if d != doc.doc_id]
             record = {"doc_id": doc.doc_id, "source": source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
-                      "info": {"kind": doc.kind}}
+                      "info": {"kind": doc.kind}, "tags": tags}
             store.add_document(record, pages, chunks, vectors, replaces=replaces)
         result.status = "replaced" if replaces else "indexed"
         result.chunks = len(chunks)
@@ -204,9 +209,37 @@ class Index:
 
     # -- reading ------------------------------------------------------------
 
-    def search(self, query: str, k: int = 5, kind: str | None = None) -> list[Hit]:
-        """The ``k`` best chunks for ``query``, each with its page and box."""
-        return dense_search(self.store(), self.embedder(), query, k=k, kind=kind)
+    def search(
+        self,
+        query: str,
+        k: int = 5,
+        kind: str | None = None,
+        *,
+        mode: str = "hybrid",
+        source: str | None = None,
+        pages: tuple[int, int] | None = None,
+        tags: dict[str, str] | None = None,
+        rerank: str | None = None,
+        window: int = 0,
+        group: str = "chunk",
+        rrf_k: int = 60,
+    ) -> list[Hit]:
+        """The ``k`` best chunks for ``query``, each with its page and box.
+
+        Args:
+            kind: Only chunks of this kind (``text``, ``table``, ``figure`` ...).
+            mode: ``hybrid`` (BM25 + dense, RRF), ``dense`` or ``bm25``.
+            source: Glob on the document path or file name.
+            pages: Inclusive 1-based page range.
+            tags: Document tags given at ingest, all of which must match.
+            rerank: A cross-encoder (hub id or local dir) to re-score the top hits.
+            window: Neighbouring chunks of the same page to add to each hit.
+            group: ``page`` returns one hit per page.
+        """
+        filters = Filters(source=source, pages=pages, kind=kind, tags=dict(tags or {}))
+        reranker = get_reranker(rerank) if rerank else None
+        return search(self.store(), self.embedder(), query, k=k, mode=mode, filters=filters,  # type: ignore[arg-type]
+                      rrf_k=rrf_k, reranker=reranker, window=window, group=group)  # type: ignore[arg-type]
 
     def info(self) -> dict[str, Any]:
         """Counts, embedder and FAISS state of the index."""

@@ -55,14 +55,18 @@ def cli() -> None:
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
+@click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the documents (repeatable); filter on it in search.")
 @_options_from_model(IngestOptions)
-def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, **opts: Any) -> None:
+def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, tags: tuple[str, ...], **opts: Any) -> None:
     """Add PDFs and images (or folders of them) to an index."""
     from tqdm import tqdm
 
     from docrag.api import Index, IngestReport, expand_paths
 
+    from docrag.index import parse_tags
+
     options = options_from_env(IngestOptions, **opts)
+    tag_map = parse_tags(tags)
     index = Index(index_dir, options)
     files = expand_paths(paths)
     if not files:
@@ -75,7 +79,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, *
     report = IngestReport()
     for path in files:
         bar.set_description(textwrap.shorten(path, 40, placeholder="…"))
-        part = index.ingest([path], progress=progress)
+        part = index.ingest([path], progress=progress, tags=tag_map)
         report.files += part.files
         report.seconds += part.seconds
         bar.update(1)
@@ -98,20 +102,48 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, *
         sys.exit(1)
 
 
+def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
+    """Flags shared by ``search`` and ``eval``."""
+    for opt in reversed([
+        click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid", show_default=True,
+                     help="hybrid: BM25 and dense fused by reciprocal rank fusion."),
+        click.option("--kind", type=click.Choice(["any", "text", "table", "figure", "chart", "caption"]),
+                     default="any", show_default=True, help="Only hits of this kind."),
+        click.option("--source", default=None, help="Only documents whose path or file name matches this glob."),
+        click.option("--pages", default=None, metavar="N[-M]", help="Only this page range (1-based, inclusive)."),
+        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only documents with this tag (repeatable)."),
+        click.option("--rerank", default=None, metavar="MODEL", help="Re-score the top hits with this cross-encoder (hub id or dir)."),
+        click.option("--rrf-k", type=click.IntRange(1, 10000), default=60, show_default=True, help="RRF constant."),
+    ]):
+        fn = opt(fn)
+    return fn
+
+
+def _search_kwargs(mode: str, kind: str, source: str | None, pages: str | None, tags: tuple[str, ...],
+                   rerank: str | None, rrf_k: int) -> dict[str, Any]:
+    from docrag.index import parse_pages, parse_tags
+
+    return {"mode": mode, "kind": kind, "source": source, "pages": parse_pages(pages), "tags": parse_tags(tags),
+            "rerank": rerank, "rrf_k": rrf_k}
+
+
 @cli.command()
 @click.argument("query")
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
 @click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of hits.")
-@click.option("--kind", type=click.Choice(["any", "text", "table", "figure", "chart", "caption"]), default="any",
-              show_default=True, help="Only hits of this kind.")
+@_search_options
+@click.option("--window", type=click.IntRange(0, 20), default=0, show_default=True,
+              help="Add N neighbouring chunks of the same page to each hit.")
+@click.option("--group", type=click.Choice(["chunk", "page"]), default="chunk", show_default=True,
+              help="page: one hit per page (its best chunk).")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
-def search(query: str, index_dir: str, k: int, kind: str, as_json: bool) -> None:
+def search(query: str, index_dir: str, k: int, window: int, group: str, as_json: bool, **kw: Any) -> None:
     """Search an index; every hit names its file, page and box (PDF points)."""
     from docrag.api import Index
 
-    hits = Index(index_dir).search(query, k=k, kind=kind)
+    hits = Index(index_dir).search(query, k=k, window=window, group=group, **_search_kwargs(**kw))
     if as_json:
-        keys = ("source", "doc_id", "page", "bbox", "kind", "text", "score", "image")
+        keys = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image")
         click.echo(json.dumps([{key: getattr(h, key) for key in keys} for h in hits], indent=2))
         return
     if not hits:
@@ -120,6 +152,32 @@ def search(query: str, index_dir: str, k: int, kind: str, as_json: bool) -> None
         box = ", ".join(f"{v:.0f}" for v in h.bbox)
         click.echo(f"{rank:>2}. {h.score:.3f}  {h.source}  p.{h.page}  [{box}]  {h.kind}")
         click.echo(textwrap.indent(textwrap.shorten(h.text.replace("\n", " "), 300, placeholder=" …"), "    "))
+
+
+@cli.command("eval")
+@click.option("--qa", "qa_file", required=True, type=click.Path(exists=True, dir_okay=False),
+              help="JSONL: one {question, source or doc, page} per line (see README).")
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
+@click.option("--modes", default="dense,bm25,hybrid", show_default=True, help="Comma-separated modes to compare.")
+@_search_options
+@click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
+def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: Any) -> None:
+    """Page-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a QA set."""
+    from docrag.api import Index
+    from docrag.evaluate import evaluate, load_qa
+
+    kwargs = _search_kwargs(**kw)
+    kwargs.pop("mode")
+    results = evaluate(Index(index_dir), load_qa(qa_file), modes=[m.strip() for m in modes.split(",") if m.strip()],
+                       **kwargs)
+    if as_json:
+        click.echo(json.dumps(results, indent=2))
+        return
+    cols = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
+    click.echo(f"{results['questions']} questions · {qa_file}")
+    click.echo(f"{'mode':>8}  " + "  ".join(f"{c:>9}" for c in cols))
+    for mode, row in results["modes"].items():
+        click.echo(f"{mode:>8}  " + "  ".join(f"{row[c]:>9.3f}" for c in cols))
 
 
 @cli.command()

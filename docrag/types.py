@@ -122,6 +122,10 @@ class Page(_Serializable):
     rotation: int = 0
     blocks: list[Block] = field(default_factory=list)
     error: str | None = None
+    orientation: int = 0
+    """Clockwise quarter turn (0/90/180/270) applied to the raster to read it upright."""
+    skew: float = 0.0
+    """Degrees of skew corrected before OCR."""
 
     @property
     def lines(self) -> list[Line]:

@@ -149,11 +149,14 @@ def estimate_skew(image: np.ndarray, quads: np.ndarray | None = None, max_skew: 
 
 def _skew_from_quads(quads: np.ndarray, max_skew: float) -> float | None:
     """Weighted median angle of the wide quads, or None when fewer than three."""
-    top, bottom = quads[:, 1] - quads[:, 0], quads[:, 2] - quads[:, 3]
-    side = quads[:, 3] - quads[:, 0]
-    width = 0.5 * (np.linalg.norm(top, axis=1) + np.linalg.norm(bottom, axis=1))
-    height = np.linalg.norm(side, axis=1)
-    direction = top + bottom
+    # The long edges, whatever the corner labels say.
+    n1 = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)
+    n2 = np.linalg.norm(quads[:, 2] - quads[:, 1], axis=1)
+    along = (quads[:, 1] + quads[:, 2]) - (quads[:, 0] + quads[:, 3])
+    down = (quads[:, 2] + quads[:, 3]) - (quads[:, 0] + quads[:, 1])
+    direction = np.where((n1 >= n2)[:, None], along, down)
+    direction[direction[:, 0] < 0] *= -1
+    width, height = np.maximum(n1, n2), np.minimum(n1, n2)
     angles = np.degrees(np.arctan2(direction[:, 1], direction[:, 0]))
     keep = (width > _WIDE * np.maximum(height, 1e-6)) & (np.abs(angles) <= max_skew + 2.0)
     if keep.sum() < 3:

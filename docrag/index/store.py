@@ -24,6 +24,8 @@ from typing import Any, Iterator
 import numpy as np
 
 from docrag.errors import StoreError
+from docrag.index.filters import Filters
+from docrag.index.text_search import bm25_search
 from docrag.index.vectors import FAISS_FLAT, VectorCache
 from docrag.types import Chunk, Hit, Page
 
@@ -41,7 +43,12 @@ CREATE INDEX IF NOT EXISTS documents_path ON documents(path);
 CREATE TABLE IF NOT EXISTS pages (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, page INTEGER NOT NULL,
     width REAL NOT NULL, height REAL NOT NULL, rotation INTEGER NOT NULL, method TEXT NOT NULL,
-    reason TEXT NOT NULL, error TEXT, PRIMARY KEY (doc_id, page));
+    reason TEXT NOT NULL, error TEXT, orientation INTEGER NOT NULL DEFAULT 0, skew REAL NOT NULL DEFAULT 0,
+    PRIMARY KEY (doc_id, page));
+CREATE TABLE IF NOT EXISTS tags (
+    doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE, key TEXT NOT NULL, value TEXT NOT NULL,
+    PRIMARY KEY (doc_id, key));
+CREATE INDEX IF NOT EXISTS tags_kv ON tags(key, value);
 CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
@@ -155,7 +162,10 @@ class LocalStore:
             "SELECT d.*, (SELECT COUNT(*) FROM chunks c WHERE c.doc_id = d.doc_id) AS chunks "
             "FROM documents d ORDER BY added_at"
         ).fetchall()
-        return [DocumentRecord({**dict(r), "info": json.loads(r["info"])}) for r in rows]
+        tags: dict[str, dict[str, str]] = {}
+        for t in self.db.execute("SELECT doc_id, key, value FROM tags"):
+            tags.setdefault(t[0], {})[t[1]] = t[2]
+        return [DocumentRecord({**dict(r), "info": json.loads(r["info"]), "tags": tags.get(r["doc_id"], {})}) for r in rows]
 
     def find_documents(self, source: str) -> list[str]:
         """Doc ids whose given source or absolute path equals ``source``."""
@@ -196,9 +206,13 @@ class LocalStore:
                      time.time(), json.dumps(record.get("info", {}))),
                 )
                 db.executemany(
-                    "INSERT INTO pages VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                    [(record["doc_id"], p.number, p.width, p.height, p.rotation, p.method, p.reason, p.error) for p in pages],
+                    "INSERT INTO pages (doc_id, page, width, height, rotation, method, reason, error, orientation, skew) "
+                    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                    [(record["doc_id"], p.number, p.width, p.height, p.rotation, p.method, p.reason, p.error,
+                      p.orientation, p.skew) for p in pages],
                 )
+                db.executemany("INSERT INTO tags VALUES (?, ?, ?)",
+                               [(record["doc_id"], k, v) for k, v in record.get("tags", {}).items()])
                 ids = []
                 for chunk, vec in zip(chunks, vectors):
                     cur = db.execute(
@@ -232,6 +246,7 @@ class LocalStore:
         db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?)", (doc_id,))
         db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         db.execute("DELETE FROM pages WHERE doc_id = ?", (doc_id,))
+        db.execute("DELETE FROM tags WHERE doc_id = ?", (doc_id,))
         db.execute("DELETE FROM documents WHERE doc_id = ?", (doc_id,))
 
     # -- vectors --------------------------------------------------------------
@@ -269,18 +284,36 @@ class LocalStore:
 
     # -- reading ------------------------------------------------------------
 
-    def chunk_ids(self, kind: str | None = None) -> np.ndarray:
-        if kind is None:
-            rows = self.db.execute("SELECT id FROM chunks")
-        else:
-            rows = self.db.execute("SELECT id FROM chunks WHERE kind = ?", (kind,))
+    def chunk_ids_all(self) -> np.ndarray:
+        return np.asarray([r[0] for r in self.db.execute("SELECT id FROM chunks")], dtype=np.int64)
+
+    def filter_ids(self, filters: Filters | None) -> np.ndarray | None:
+        """Chunk ids passing ``filters``; ``None`` when nothing is filtered."""
+        if filters is None or filters.is_empty:
+            return None
+        where, params = filters.sql()
+        rows = self.db.execute(f"SELECT c.id FROM chunks c JOIN documents d ON d.doc_id = c.doc_id WHERE {where}", params)
         return np.asarray([r[0] for r in rows], dtype=np.int64)
 
-    def search_vector(self, query: np.ndarray, k: int, kind: str | None = None) -> list[tuple[int, float]]:
-        """Top ``k`` (chunk id, cosine similarity), filtered by ``kind`` before ranking."""
+    def search_vector(self, query: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, cosine similarity) among chunks passing ``filters``."""
         cache = self.ensure_vectors()
-        allowed = self.chunk_ids(kind) if kind is not None else None
-        return cache.search(query, k, allowed)
+        return cache.search(query, k, self.filter_ids(filters))
+
+    def search_text(self, query: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, BM25 score) from the FTS5 table among chunks passing ``filters``."""
+        return bm25_search(self.db, query, k, filters)
+
+    def neighbours(self, chunk_id: int, n: int) -> list[int]:
+        """Ids of the chunks within ``n`` places of ``chunk_id`` on the same page, in order."""
+        row = self.db.execute("SELECT doc_id, page, ordinal FROM chunks WHERE id = ?", (chunk_id,)).fetchone()
+        if row is None:
+            return []
+        rows = self.db.execute(
+            "SELECT id FROM chunks WHERE doc_id = ? AND page = ? AND ordinal BETWEEN ? AND ? ORDER BY ordinal",
+            (row[0], row[1], row[2] - n, row[2] + n),
+        )
+        return [r[0] for r in rows]
 
     def hits(self, scored: list[tuple[int, float]]) -> list[Hit]:
         """Full hits for ``(chunk id, score)`` pairs, in the given order."""

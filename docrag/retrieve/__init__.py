@@ -1,32 +1,89 @@
 """Retrieval: a query into ranked hits with provenance.
 
-Dense search over the FAISS cache for now; BM25 and hybrid fusion build on
-the FTS5 table the store already fills.
+Modes: ``dense`` (FAISS cosine), ``bm25`` (SQLite FTS5) and ``hybrid`` (both,
+fused by reciprocal rank fusion; the default). Filters apply before ranking.
+Optional cross-encoder reranking, overlap dedupe, one hit per page, context
+windows of neighbouring chunks, and evidence boxes narrowed to the lines that
+match.
 """
 
 from __future__ import annotations
 
+from typing import Literal
+
+import numpy as np
+
 from docrag.embed import TextEmbedder
-from docrag.index import LocalStore
+from docrag.index import Filters, LocalStore
+from docrag.retrieve.context import expand_window
+from docrag.retrieve.fusion import dedupe_overlaps, group_by_page, rrf
 from docrag.retrieve.locate import locate_evidence
+from docrag.retrieve.rerank import Reranker
 from docrag.types import Hit
 
-__all__ = ["dense_search"]
+__all__ = ["search", "dense_search", "Mode"]
+
+Mode = Literal["dense", "bm25", "hybrid"]
+MODES = ("dense", "bm25", "hybrid")
 
 
-def dense_search(
-    store: LocalStore, embedder: TextEmbedder, query: str, k: int = 5, kind: str | None = None, locate: bool = True
+def search(
+    store: LocalStore,
+    embedder: TextEmbedder,
+    query: str,
+    k: int = 5,
+    mode: Mode = "hybrid",
+    filters: Filters | None = None,
+    rrf_k: int = 60,
+    reranker: Reranker | None = None,
+    window: int = 0,
+    group: Literal["chunk", "page"] = "chunk",
+    locate: bool = True,
 ) -> list[Hit]:
-    """The ``k`` chunks closest to ``query`` by cosine similarity.
+    """The ``k`` best chunks for ``query``.
 
-    ``kind`` filters before ranking, so ``k`` hits come back whenever ``k`` match.
-    With ``locate`` each hit's ``bbox`` is narrowed to the lines that match
-    the query best (see :mod:`docrag.retrieve.locate`).
+    Args:
+        mode: ``dense``, ``bm25`` or ``hybrid`` (RRF of both).
+        filters: Source glob, page range, kind and tags; applied before top-k.
+        rrf_k: The RRF constant (higher flattens the fusion).
+        reranker: Re-scores the top candidates when given.
+        window: Add this many neighbouring chunks of the same page to each hit.
+        group: ``page`` keeps one hit per page (its best chunk).
+        locate: Narrow each hit's ``bbox`` to the lines matching the query.
     """
+    if mode not in MODES:
+        from docrag.errors import ConfigError
+
+        raise ConfigError(f"unknown search mode {mode!r}; known: {', '.join(MODES)}")
     if not query.strip():
         return []
-    vec = embedder.embed_query(query)
-    hits = store.hits(store.search_vector(vec, k, kind=None if kind in (None, "any") else kind))
-    if locate:
-        locate_evidence(hits, query, vec, embedder)
+    depth = max(50, 5 * k)
+    qvec: np.ndarray | None = None
+    rankings = []
+    if mode in ("dense", "hybrid"):
+        qvec = embedder.embed_query(query)
+        rankings.append(store.search_vector(qvec, depth, filters))
+    if mode in ("bm25", "hybrid"):
+        rankings.append(store.search_text(query, depth, filters))
+    ranked = rrf(rankings, rrf_k) if mode == "hybrid" else rankings[0]
+    hits = store.hits(ranked[: max(depth, 3 * k)])
+    if reranker is not None and hits:
+        top = hits[: max(3 * k, 20)]
+        scores = reranker.score(query, [h.text for h in top])
+        for h, s in zip(top, scores):
+            h.score = float(s)
+        hits = sorted(top, key=lambda h: -h.score)
+    hits = dedupe_overlaps(hits)
+    if group == "page":
+        hits = group_by_page(hits)
+    hits = hits[:k]
+    if window > 0:
+        expand_window(store, hits, window)
+    if locate and hits:
+        locate_evidence(hits, query, qvec if qvec is not None else embedder.embed_query(query), embedder)
     return hits
+
+
+def dense_search(store: LocalStore, embedder: TextEmbedder, query: str, k: int = 5, kind: str | None = None) -> list[Hit]:
+    """Dense-only search (kept for callers of the first API)."""
+    return search(store, embedder, query, k=k, mode="dense", filters=Filters(kind=kind))

@@ -1,0 +1,91 @@
+"""Search filters, applied in SQL before ranking (never by over-fetching).
+
+>>> Filters(source="*.pdf", pages=(2, 3), kind="text", tags={"year": "2023"}).is_empty
+False
+>>> where, params = Filters(pages=(2, 3)).sql()
+>>> where, params
+('c.page BETWEEN ? AND ?', [2, 3])
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from docrag.errors import ConfigError
+
+__all__ = ["Filters", "parse_pages", "parse_tags"]
+
+
+@dataclass(frozen=True)
+class Filters:
+    """Which chunks a search may return.
+
+    Attributes:
+        source: A glob on the document's path as ingested, its absolute path or
+            its file name (``reports/*.pdf``, ``*2023*``).
+        pages: Inclusive 1-based page range.
+        kind: Chunk kind (``text``, ``table``, ``figure`` ...); ``None``/``any`` for all.
+        tags: Document tags given at ingest; all must match.
+    """
+
+    source: str | None = None
+    pages: tuple[int, int] | None = None
+    kind: str | None = None
+    tags: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def is_empty(self) -> bool:
+        return not (self.source or self.pages or (self.kind and self.kind != "any") or self.tags)
+
+    def sql(self) -> tuple[str, list[Any]]:
+        """A WHERE clause over ``chunks c JOIN documents d`` and its parameters."""
+        parts: list[str] = []
+        params: list[Any] = []
+        if self.source:
+            parts.append("(d.source GLOB ? OR d.path GLOB ? OR d.path GLOB ?)")
+            params += [self.source, self.source, "*/" + self.source]
+        if self.pages:
+            parts.append("c.page BETWEEN ? AND ?")
+            params += list(self.pages)
+        if self.kind and self.kind != "any":
+            parts.append("c.kind = ?")
+            params.append(self.kind)
+        for key, value in sorted(self.tags.items()):
+            parts.append("EXISTS (SELECT 1 FROM tags t WHERE t.doc_id = d.doc_id AND t.key = ? AND t.value = ?)")
+            params += [key, value]
+        return " AND ".join(parts) or "1", params
+
+
+def parse_pages(text: str | None) -> tuple[int, int] | None:
+    """``"3"`` -> (3, 3); ``"2-5"`` -> (2, 5); ``"4-"`` -> (4, huge).
+
+    >>> parse_pages("2-5"), parse_pages("7"), parse_pages(None)
+    ((2, 5), (7, 7), None)
+    """
+    if not text:
+        return None
+    m = re.fullmatch(r"\s*(\d+)\s*(?:(-)\s*(\d*)\s*)?", text)
+    if not m:
+        raise ConfigError(f"bad page range {text!r}: use N, N-M or N-")
+    first = int(m.group(1))
+    last = int(m.group(3)) if m.group(3) else (10**9 if m.group(2) else first)
+    if first < 1 or last < first:
+        raise ConfigError(f"bad page range {text!r}: pages are 1-based and N <= M")
+    return first, last
+
+
+def parse_tags(items: list[str] | tuple[str, ...] | None) -> dict[str, str]:
+    """``["year=2023", "type=10-K"]`` -> a dict; a malformed item is a ConfigError.
+
+    >>> parse_tags(["year=2023", "type=10-K"])
+    {'year': '2023', 'type': '10-K'}
+    """
+    tags: dict[str, str] = {}
+    for item in items or ():
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"bad tag {item!r}: use key=value")
+        tags[key.strip()] = value.strip()
+    return tags

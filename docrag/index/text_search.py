@@ -1,0 +1,50 @@
+"""BM25 over the SQLite FTS5 table, with queries that can never be FTS5 syntax.
+
+Users type questions, not FTS5 expressions: quotes, ``*``, ``AND``, ``-``,
+``:`` and unbalanced parentheses must not raise. Every word of the query is
+quoted as a literal term and the terms are OR-ed, so BM25 ranks by how many
+(and how rare) of them a chunk contains.
+
+>>> fts_query('Net "income" AND (2019 -- FY2019: *')
+'"net" OR "income" OR "and" OR "2019" OR "fy2019"'
+>>> fts_query('?!') is None
+True
+"""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+
+from docrag.index.filters import Filters
+
+__all__ = ["fts_query", "bm25_search"]
+
+_TOKEN = re.compile(r"\w+", re.UNICODE)
+
+
+def fts_query(text: str) -> str | None:
+    """A safe FTS5 MATCH expression for free text, or None when it has no words."""
+    seen: list[str] = []
+    for tok in _TOKEN.findall(text.lower()):
+        tok = tok.replace('"', "")
+        if tok and tok not in seen:
+            seen.append(tok)
+    if not seen:
+        return None
+    return " OR ".join(f'"{t}"' for t in seen[:64])
+
+
+def bm25_search(db: sqlite3.Connection, query: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+    """Top ``k`` (chunk id, BM25 score; higher is better) for ``query`` under ``filters``."""
+    match = fts_query(query)
+    if match is None or k <= 0:
+        return []
+    where, params = (filters or Filters()).sql()
+    rows = db.execute(
+        "SELECT f.rowid, bm25(chunks_fts) AS s FROM chunks_fts f "
+        "JOIN chunks c ON c.id = f.rowid JOIN documents d ON d.doc_id = c.doc_id "
+        f"WHERE chunks_fts MATCH ? AND {where} ORDER BY s LIMIT ?",
+        [match, *params, k],
+    ).fetchall()
+    return [(int(r[0]), -float(r[1])) for r in rows]
