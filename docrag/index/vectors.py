@@ -262,6 +262,7 @@ def _build_ivf(ids: np.ndarray, vecs: np.ndarray, target_recall: float) -> tuple
     index.cp.niter = 10
     index.cp.spherical = True  # unit centroids: inner product to a centroid is a cosine
     index.cp.max_points_per_centroid = max(256, math.ceil(sample / nlist))
+    index.cp.min_points_per_centroid = min(32, sample // nlist)  # only a warning threshold
     index.train(train)
     del train
     for s in range(0, n, _BLOCK):
