@@ -7,13 +7,18 @@ reading order and whose boxes are in PDF points.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable
+
+import numpy as np
+
 from docrag.config import IngestOptions
 from docrag.io import PageSource, Raster, assess_text_layer
 from docrag.layout import get_layout
 from docrag.layout.reading_order import split_line_at_gaps, words_to_line
-from docrag.types import BBox, Line, Page, Word
+from docrag.types import BBox, Block, Line, Page, Word, union
 
-__all__ = ["process_page", "ocr_lines"]
+__all__ = ["process_page", "ocr_page", "ocr_lines", "OcrRead"]
 
 # On a digital page, images covering this much of the page are OCR'd too.
 MIXED_IMAGE_COVER = 0.3
@@ -31,7 +36,13 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
     elif options.ocr == "always" or not verdict.usable:
         page.method = "ocr"
         page.reason = "OCR forced (--ocr always)" if options.ocr == "always" else verdict.reason
-        lines = ocr_lines(src.render(options.dpi), options)
+        # Lay out in the upright, levelled reading frame, then map to page space:
+        # boxes of tilted lines overlap in page space and would scramble the order.
+        read = ocr_page(src.render(options.dpi), options, page)
+        page.blocks = get_layout("heuristic").analyze(read.lines, read.width, read.height)
+        for block in page.blocks:
+            _to_page(block, read.to_page)
+        return page
     else:
         # A digital page carrying large images (scanned inserts, screenshots):
         # keep the text layer and add what OCR finds inside the images only.
@@ -39,7 +50,7 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
         page.reason = f"{verdict.reason}; images cover {verdict.image_cover:.0%}, OCR'd too"
         lines = text_layer_lines(src)
         taken = [ln.bbox for ln in lines]
-        for line in ocr_lines(src.render(options.dpi), options):
+        for line in ocr_lines(src.render(options.dpi), options, page):
             if _inside_any(line.bbox, images) and not any(_overlap(line.bbox, b) > 0.3 for b in taken):
                 lines.append(line)
     page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
@@ -55,24 +66,85 @@ def text_layer_lines(src: PageSource) -> list[Line]:
     return lines
 
 
-def ocr_lines(raster: Raster, options: IngestOptions) -> list[Line]:
-    """Detect and recognize text on a raster; boxes mapped to page points."""
+@dataclass
+class OcrRead:
+    """OCR lines in the reading frame (the upright, levelled raster, in points).
+
+    ``to_page`` maps a reading-frame box to the page's unrotated point space.
+    """
+
+    lines: list[Line]
+    width: float
+    height: float
+    to_page: Callable[[BBox], BBox]
+
+
+def ocr_lines(raster: Raster, options: IngestOptions, page: Page | None = None) -> list[Line]:
+    """OCR lines of a raster with boxes in page points (see :func:`ocr_page`)."""
+    read = ocr_page(raster, options, page)
+    return [_line_to_page(line, read.to_page) for line in read.lines]
+
+
+def ocr_page(raster: Raster, options: IngestOptions, page: Page | None = None) -> OcrRead:
+    """Detect and recognize text on a raster.
+
+    With ``options.orientation`` the raster is first turned upright and
+    levelled (pages scanned at 90/180/270 degrees, skew up to 10 degrees); the
+    turn and skew are recorded on ``page``. Engines with a page mode
+    (Florence-2, Tesseract) read the whole page without the detector.
+    """
     from docrag.detect import get_detector
     from docrag.recognize import get_recognizer
     from docrag.recognize.engine import ocr_image
+    from docrag.recognize.orientation import compose_affine, upright
 
-    found = ocr_image(raster.image, get_detector(options.detector), get_recognizer(options.ocr_engine, options.ocr_model, options.lang),
-                      min_confidence=options.min_ocr_confidence)
+    detector = get_detector(options.detector)
+    recognizer = get_recognizer(options.ocr_engine, options.ocr_model, options.lang)
+    view = raster
+    if options.orientation and raster.image.size:
+        image, back, turn, skew = upright(raster.image, detector, get_recognizer("ppocr"))
+        if turn or skew:
+            view = Raster(image=image, to_points=compose_affine(raster.to_points, back), dpi=raster.dpi)
+        if page is not None:
+            page.orientation, page.skew = int(turn), round(float(skew), 3)
+    if getattr(recognizer, "page_mode", False):
+        found = [r for r in recognizer.read_page(view.image)  # type: ignore[attr-defined]
+                 if r.text.strip() and r.confidence >= options.min_ocr_confidence]
+    else:
+        found = ocr_image(view.image, detector, recognizer, min_confidence=options.min_ocr_confidence)
+    scale = 72.0 / view.dpi
+
+    def frame_box(pts: np.ndarray) -> BBox:
+        pts = np.asarray(pts, dtype=np.float64).reshape(-1, 2) * scale
+        return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
+
+    def to_page(box: BBox) -> BBox:
+        return view.box_points(np.asarray(_corners(box), dtype=np.float64) / scale)
+
     lines: list[Line] = []
     for rec in found:
         words = [
-            Word(text=t, bbox=raster.box_points(_corners(box)), confidence=rec.confidence)
+            Word(text=t, bbox=frame_box(np.asarray(_corners(box))), confidence=rec.confidence)
             for t, box in rec.words
             if t.strip()
-        ] or [Word(text=rec.text.strip(), bbox=raster.box_points(rec.quad), confidence=rec.confidence)]
+        ] or [Word(text=rec.text.strip(), bbox=frame_box(rec.quad), confidence=rec.confidence)]
         for part in split_line_at_gaps(words, factor=2.5):
             lines.append(words_to_line(part, source="ocr"))
-    return lines
+    h, w = view.image.shape[:2]
+    return OcrRead(lines=lines, width=w * scale, height=h * scale, to_page=to_page)
+
+
+def _line_to_page(line: Line, to_page: Callable[[BBox], BBox]) -> Line:
+    line.bbox = to_page(line.bbox)
+    for word in line.words:
+        word.bbox = to_page(word.bbox)
+    return line
+
+
+def _to_page(block: Block, to_page: Callable[[BBox], BBox]) -> None:
+    for line in block.lines:
+        _line_to_page(line, to_page)
+    block.bbox = union([ln.bbox for ln in block.lines])
 
 
 def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]]:

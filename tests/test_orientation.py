@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from docrag.detect.orientation import compose_affine, estimate_orientation, estimate_skew, map_points, rotate, upright
+from docrag.recognize.orientation import compose_affine, estimate_orientation, estimate_skew, map_points, rotate, upright
 
 pymupdf = pytest.importorskip("pymupdf")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
