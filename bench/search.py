@@ -135,7 +135,7 @@ def main() -> None:
     ap.add_argument("--queries", type=int, default=500, help="single queries timed per size (after 50 warm-up)")
     ap.add_argument("--centres", type=int, default=2000, help="Gaussian cluster centres")
     ap.add_argument("--noise", type=float, default=0.06, help="per-dimension noise sigma, drawn in [noise, 2*noise]")
-    ap.add_argument("--filters", default="0.001,0.01,0.1,0.5", help="allowed fractions for the filtered table ('' for none)")
+    ap.add_argument("--filters", default="0.001,0.01,0.05,0.2,0.5", help="allowed fractions for the filtered table ('' for none)")
     ap.add_argument("--latency-runs", type=int, default=1, help="repeat the latency pass (noisy machines)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of tables")
     args = ap.parse_args()

@@ -223,6 +223,7 @@ class Index:
         window: int = 0,
         group: str = "chunk",
         rrf_k: int = 60,
+        locate: bool = True,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``, each with its page and box.
 
@@ -235,11 +236,14 @@ class Index:
             rerank: A cross-encoder (hub id or local dir) to re-score the top hits.
             window: Neighbouring chunks of the same page to add to each hit.
             group: ``page`` returns one hit per page.
+            locate: Narrow each hit's ``bbox`` to the lines that match the query
+                (one extra embedding pass over the hits' sentences).
         """
         filters = Filters(source=source, pages=pages, kind=kind, tags=dict(tags or {}))
         reranker = get_reranker(rerank) if rerank else None
         return search(self.store(), self.embedder(), query, k=k, mode=mode, filters=filters,  # type: ignore[arg-type]
-                      rrf_k=rrf_k, reranker=reranker, window=window, group=group)  # type: ignore[arg-type]
+                      rrf_k=rrf_k, reranker=reranker, window=window, group=group,  # type: ignore[arg-type]
+                      locate=locate)
 
     def info(self) -> dict[str, Any]:
         """Counts, embedder and FAISS state of the index."""

@@ -81,7 +81,7 @@ def evaluate(index: Any, rows: list[dict[str, Any]], modes: list[str], **search_
         sums = {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
         ranks = []
         for row in rows:
-            hits = index.search(row["question"], k=10, mode=mode, group="page", **search_kwargs)
+            hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
             gold = _gold(row)
             relevant = [any(_matches(h.source, h.doc_id, h.page, g) for g in gold) for h in hits]
             first = next((i + 1 for i, r in enumerate(relevant) if r), None)

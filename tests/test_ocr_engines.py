@@ -261,10 +261,15 @@ def test_word_boxes(rec_name: str, case: str, detectors: dict, recognizers: dict
     if not placed:
         pytest.skip(f"{rec_name} does not place words")
     assert [w for w, _ in placed] == text.split()
-    # Boxes of the turned page are hulls of turned words (loose), so ask less of them.
+    # Engines differ in box height (ink-tight for Tesseract, line height for the
+    # truth), so a box is "on its word" when it spans the same x-range (IoU along
+    # x) and its vertical centre lies inside the word. Boxes of the turned page are
+    # hulls of turned words (loose), so ask less of them there.
     need = 0.4 if "rot" in case else 0.6
-    ious = [iou(box, truth) for (_, box), truth in zip(placed, words)]
-    assert min(ious) >= need, ious
+    for (_, box), truth in zip(placed, words):
+        x_iou = max(0.0, min(box[2], truth[2]) - max(box[0], truth[0])) / (max(box[2], truth[2]) - min(box[0], truth[0]))
+        assert x_iou >= need, (box, truth)
+        assert truth[1] <= (box[1] + box[3]) / 2 <= truth[3], (box, truth)
 
 
 def test_tall_crop_single_character(detectors: dict, recognizers: dict) -> None:
