@@ -265,6 +265,13 @@ class LocalStore:
             self.vectors.update(add_ids, add_vecs, removed, gen)
         else:
             self._rebuild_vectors(gen)
+        self._record_faiss_type()
+
+    def _record_faiss_type(self) -> None:
+        """Keep ``meta.faiss_type`` equal to the type the cache chose for its size."""
+        kind = getattr(self.vectors, "kind", None)
+        if kind and self.meta("faiss_type") != kind:
+            self.db.execute("UPDATE meta SET value = ? WHERE key = 'faiss_type'", (kind,))
 
     def _rebuild_vectors(self, gen: int) -> None:
         rows = self.db.execute("SELECT id, vector FROM chunks ORDER BY id")
@@ -280,6 +287,7 @@ class LocalStore:
                 gen = self.generation
                 if not self.vectors.load(gen, self._chunk_count()):
                     self._rebuild_vectors(gen)
+                    self._record_faiss_type()
         return self.vectors
 
     # -- reading ------------------------------------------------------------
