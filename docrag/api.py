@@ -46,6 +46,7 @@ class FileResult:
     chunks: int = 0
     error: str | None = None
     page_errors: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -187,6 +188,7 @@ class Index:
                 page = _failed_page(src, f"{doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
             if page.error:
                 result.page_errors.append(page.error)
+            result.warnings += [f"{doc.source} (page {page.number}): {w}" for w in page.warnings]
             pages.append(page)
             result.pages += 1
             result.pages_ocr += page.method in ("ocr", "mixed")

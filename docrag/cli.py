@@ -89,6 +89,8 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
             click.echo(f"error: {f.error}", err=True)
         for err in f.page_errors:
             click.echo(f"warning: page skipped: {err}", err=True)
+        for warning in f.warnings:
+            click.echo(f"warning: {warning}", err=True)
     totals = report.totals()
     if as_json:
         click.echo(json.dumps({"totals": totals, "files": [vars(f) for f in report.files]}, indent=2))
@@ -237,6 +239,8 @@ def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, **
     for page in run_ocr(file, options):
         if page.error:
             click.echo(f"warning: page skipped: {page.error}", err=True)
+        for warning in page.warnings:
+            click.echo(f"warning: {file} (page {page.number}): {warning}", err=True)
         pages.append(page)
         if not as_json and not pdf_out or as_text:
             click.echo(page.text)

@@ -42,6 +42,7 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
         page.blocks = get_layout("heuristic").analyze(read.lines, read.width, read.height)
         for block in page.blocks:
             _to_page(block, read.to_page)
+        page.warnings += src.warnings
         return page
     else:
         # A digital page carrying large images (scanned inserts, screenshots):
@@ -54,6 +55,7 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
             if _inside_any(line.bbox, images) and not any(_overlap(line.bbox, b) > 0.3 for b in taken):
                 lines.append(line)
     page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
+    page.warnings += src.warnings
     return page
 
 

@@ -126,6 +126,8 @@ class Page(_Serializable):
     """Clockwise quarter turn (0/90/180/270) applied to the raster to read it upright."""
     skew: float = 0.0
     """Degrees of skew corrected before OCR."""
+    warnings: list[str] = field(default_factory=list)
+    """Things the user should know (a page downscaled, a repair), one line each."""
 
     @property
     def lines(self) -> list[Line]:

@@ -76,3 +76,52 @@ def test_bad_inputs_raise_load_error_naming_the_file(tmp_path: Path, fixtures_di
             open_document(path)
         message = str(info.value)
         assert str(path) in message and "\n" not in message, (name, message)
+
+
+def test_huge_page_is_downscaled_with_a_warning(tmp_path: Path) -> None:
+    doc = pymupdf.open()
+    doc.new_page(width=14400, height=14400)  # 200 x 200 inches
+    doc.save(tmp_path / "huge.pdf")
+    with open_document(tmp_path / "huge.pdf") as d:
+        src = d.page(1)
+        raster = src.render(dpi=300)
+    assert raster.image.shape[0] * raster.image.shape[1] <= 60_000_000
+    assert src.warnings and "instead of 300" in src.warnings[0]
+    assert raster.box_points(np.array([[0, 0], [raster.image.shape[1], raster.image.shape[0]]]))[2] == pytest.approx(14400)
+
+
+def test_huge_image_is_downscaled_and_a_bomb_is_refused_from_its_header(tmp_path: Path) -> None:
+    from PIL import Image
+
+    big = tmp_path / "big.png"
+    Image.new("L", (9000, 8000), 255).save(big)  # 72 MP, cheap to write (flat)
+    with open_document(big) as d:
+        src = d.page(1)
+        raster = src.render()
+    assert raster.image.shape[:2] == (4000, 4500) and "downscaled 2x" in src.warnings[0]
+    bomb = tmp_path / "bomb.png"
+    with open(big, "rb") as fh:
+        data = bytearray(fh.read())
+    data[16:24] = (30000).to_bytes(4, "big") + (30000).to_bytes(4, "big")  # IHDR width/height: 900 MP
+    import zlib
+
+    data[29:33] = zlib.crc32(bytes(data[12:29])).to_bytes(4, "big")  # keep the header's CRC valid
+    bomb.write_bytes(bytes(data))
+    with pytest.raises(LoadError, match="900 MP"):
+        open_document(bomb)
+
+
+def test_blank_scan_page_gives_no_lines(tmp_path: Path) -> None:
+    from docrag.config import IngestOptions
+    from docrag.pipeline import process_page
+
+    doc = pymupdf.open()
+    page = doc.new_page()
+    pix = pymupdf.Pixmap(pymupdf.csRGB, pymupdf.IRect(0, 0, 1700, 2200), False)
+    pix.clear_with(255)
+    page.insert_image(page.rect, pixmap=pix)
+    doc.save(tmp_path / "blank.pdf")
+    with open_document(tmp_path / "blank.pdf") as d:
+        process_page(d.page(1), IngestOptions(ocr="always"))  # warm the models
+        result = process_page(d.page(1), IngestOptions(ocr="always"))
+    assert result.lines == [] and result.method == "ocr"

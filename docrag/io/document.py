@@ -32,6 +32,9 @@ __all__ = ["Document", "PageSource", "open_document", "file_sha256"]
 # Beyond this many pixels a raster is downscaled: a 200x200-inch page at
 # 300 dpi would otherwise need tens of gigabytes.
 MAX_RASTER_PIXELS = 60_000_000
+# Images larger than this are refused from their header, before decoding
+# (decompression bombs); between the two limits they are downscaled.
+MAX_IMAGE_PIXELS = 400_000_000
 
 
 def file_sha256(path: str | Path) -> str:
@@ -73,6 +76,7 @@ class PageSource:
     def __init__(self, doc: Document, number: int) -> None:
         self.doc = doc
         self.number = number  # 1-based
+        self.warnings: list[str] = []
         self._page: Any = doc._pdf[number - 1] if doc._pdf is not None else None
         self._frame: Any = None
         if self._page is not None:
@@ -129,7 +133,9 @@ class PageSource:
         zoom = dpi / 72.0
         area = self.width * self.height * zoom * zoom
         if area > MAX_RASTER_PIXELS:
-            zoom *= (MAX_RASTER_PIXELS / area) ** 0.5
+            zoom *= 0.999 * (MAX_RASTER_PIXELS / area) ** 0.5  # margin for pixel rounding
+            self._warn(f"page is {self.width:.0f}x{self.height:.0f} pt; rasterized at {72 * zoom:.0f} dpi "
+                       f"instead of {dpi} to stay under {MAX_RASTER_PIXELS // 1_000_000} MP")
         try:
             pix = self._page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
         except Exception as exc:
@@ -141,9 +147,19 @@ class PageSource:
         to_points = np.array([[m.a * s, m.c * s, m.e], [m.b * s, m.d * s, m.f]], dtype=np.float64)
         return Raster(image=img, to_points=to_points, dpi=72.0 * zoom)
 
+    def _warn(self, message: str) -> None:
+        if message not in self.warnings:
+            self.warnings.append(message)
+
     def _render_frame(self) -> Raster:
-        img = np.asarray(self._frame.convert("RGB"), dtype=np.uint8).copy()
-        s = self.width / self._frame.width
+        frame = self._frame
+        pixels = frame.width * frame.height
+        if pixels > MAX_RASTER_PIXELS:
+            factor = int(np.ceil((pixels / MAX_RASTER_PIXELS) ** 0.5))
+            self._warn(f"image is {frame.width}x{frame.height} px; downscaled {factor}x for OCR")
+            frame = frame.reduce(factor)
+        img = np.asarray(frame.convert("RGB"), dtype=np.uint8).copy()
+        s = self.width / frame.width
         to_points = np.array([[s, 0.0, 0.0], [0.0, s, 0.0]], dtype=np.float64)
         return Raster(image=img, to_points=to_points, dpi=72.0 / s)
 
@@ -191,9 +207,18 @@ class Document:
     def _open_image(self) -> None:
         from PIL import Image
 
+        Image.MAX_IMAGE_PIXELS = None  # we check the size ourselves, from the header
         try:
             img = Image.open(self.path)
-            img.load()
+            pixels = img.width * img.height
+            if pixels > MAX_IMAGE_PIXELS:
+                img.close()
+                raise LoadError(self.source, f"image is {img.width}x{img.height} px ({pixels / 1e6:.0f} MP), over the "
+                                f"{MAX_IMAGE_PIXELS // 1_000_000} MP limit", hint="downscale it first")
+            if pixels <= MAX_RASTER_PIXELS:
+                img.load()  # small enough: find corrupt data now rather than mid-ingest
+        except LoadError:
+            raise
         except Exception as exc:
             raise LoadError(self.source, f"unreadable {self.kind.upper()} image ({_first_line(exc)})",
                             hint="re-export the image") from None
