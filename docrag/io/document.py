@@ -143,8 +143,9 @@ class PageSource:
         img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3].copy()
         # pixels -> displayed (rotated) points -> unrotated page points
         m = self._page.derotation_matrix
-        s = 1.0 / zoom
-        to_points = np.array([[m.a * s, m.c * s, m.e], [m.b * s, m.d * s, m.f]], dtype=np.float64)
+        # Scale from the pixmap's real size: its sides are rounded to whole pixels.
+        sx, sy = self._page.rect.width / pix.width, self._page.rect.height / pix.height
+        to_points = np.array([[m.a * sx, m.c * sy, m.e], [m.b * sx, m.d * sy, m.f]], dtype=np.float64)
         return Raster(image=img, to_points=to_points, dpi=72.0 * zoom)
 
     def _warn(self, message: str) -> None:
