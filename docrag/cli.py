@@ -138,12 +138,24 @@ def _search_kwargs(mode: str, kind: str, source: str | None, pages: str | None, 
               help="Add N neighbouring chunks of the same page to each hit.")
 @click.option("--group", type=click.Choice(["chunk", "page"]), default="chunk", show_default=True,
               help="page: one hit per page (its best chunk).")
+@click.option("--highlight", "highlight_dir", type=click.Path(file_okay=False), default=None,
+              help="Write each hit's page as PNG into this folder with its box drawn.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
-def search(query: str, index_dir: str, k: int, window: int, group: str, as_json: bool, **kw: Any) -> None:
+def search(query: str, index_dir: str, k: int, window: int, group: str, highlight_dir: str | None, as_json: bool,
+           **kw: Any) -> None:
     """Search an index; every hit names its file, page and box (PDF points)."""
+    from pathlib import Path
+
     from docrag.api import Index
 
     hits = Index(index_dir).search(query, k=k, window=window, group=group, **_search_kwargs(**kw))
+    if highlight_dir:
+        from docrag.integrations.highlight import render_hit
+
+        for rank, h in enumerate(hits, 1):
+            out = render_hit(h, Path(highlight_dir) / f"{rank:02d}-{Path(h.source).stem}-p{h.page}.png")
+            if not as_json:
+                click.echo(f"highlight: {out}", err=True)
     if as_json:
         keys = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image")
         click.echo(json.dumps([{key: getattr(h, key) for key in keys} for h in hits], indent=2))

@@ -90,3 +90,21 @@ def test_ingest_twice_keeps_chunk_count(index_copy, fixtures_dir: Path, capsys) 
     code, out, _ = run(capsys, "ingest", str(fixtures_dir), "--index", str(index_copy.path), "-q")
     assert code == 0 and "5 unchanged" in out
     assert info(capsys, index_copy.path)["chunks"] == before["chunks"]
+
+
+def test_search_highlight_writes_the_page_with_the_box(built_index, tmp_path: Path, capsys) -> None:
+    import numpy as np
+    from PIL import Image
+
+    index, _ = built_index
+    code, _, _ = run(capsys, "search", "Halvorsen depot zero lost-time injuries", "--index", str(index.path),
+                     "-k", "1", "--highlight", str(tmp_path / "hl"))
+    assert code == 0
+    (png,) = sorted((tmp_path / "hl").glob("*.png"))
+    assert png.name == "01-mixed-p2.png"
+    img = np.asarray(Image.open(png).convert("RGB")).astype(int)
+    red = (img[:, :, 0] > 180) & (img[:, :, 1] < 80) & (img[:, :, 2] < 80)
+    ys, xs = np.nonzero(red)
+    hit = index.search("Halvorsen depot zero lost-time injuries", k=1)[0]
+    scale = img.shape[1] / 612
+    assert abs(xs.min() / scale - hit.bbox[0]) < 3 and abs(ys.max() / scale - hit.bbox[3]) < 3

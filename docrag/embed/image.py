@@ -168,6 +168,7 @@ class _DualEncoder:
     default_model = ""
     model_class = ""
     text_padding: str | bool = True
+    text_inputs: tuple[str, ...] = ("input_ids", "attention_mask")
 
     def __init__(self, model: str | None = None, device: str = "auto", batch_size: int = 16) -> None:
         self.model_ref = model or self.default_model
@@ -235,11 +236,11 @@ class _DualEncoder:
         """Unit vectors of ``images`` (uint8 RGB/RGBA/gray arrays or PIL images), shape ``(n, dim)``."""
         import torch
 
-        pil = [_to_square_rgb(im) for im in images]
         out = []
         with torch.inference_mode():
-            for start in range(0, len(pil), self.batch_size):
-                batch = self._image_processor(images=pil[start : start + self.batch_size], return_tensors="pt")
+            for start in range(0, len(images), self.batch_size):
+                pil = [_to_square_rgb(im) for im in images[start : start + self.batch_size]]
+                batch = self._image_processor(images=pil, return_tensors="pt")
                 pixels = batch["pixel_values"].to(self.device, self._dtype)
                 out.append(self._unit(self._model.get_image_features(pixel_values=pixels)))
         return self._stack(out)
@@ -255,7 +256,7 @@ class _DualEncoder:
                     list(texts[start : start + self.batch_size]), padding=self.text_padding,
                     truncation=True, max_length=self._max_length, return_tensors="pt",
                 )
-                inputs = {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+                inputs = {k: v.to(self.device) for k, v in batch.items() if k in self.text_inputs}
                 out.append(self._unit(self._model.get_text_features(**inputs)))
         return self._stack(out)
 
@@ -275,8 +276,8 @@ class _DualEncoder:
 class SiglipEmbedder(_DualEncoder):
     """SigLIP (``SiglipModel``) by hub id or local directory.
 
-    SigLIP was trained on text padded to the full ``max_length`` and pools the
-    last token, so queries are padded the same way (as in the model card).
+    SigLIP was trained on text padded to the full ``max_length``, unmasked, and
+    pools the last token, so queries go in the same way (as in the model card).
 
     Args:
         model: Hub id or local directory (default ``google/siglip-base-patch16-224``).
@@ -292,6 +293,9 @@ class SiglipEmbedder(_DualEncoder):
     default_model = SIGLIP_MODEL
     model_class = "SiglipModel"
     text_padding = "max_length"
+    # Its released tokenizer returns input_ids only: the model was trained
+    # attending to the padding, so no attention mask is passed here either.
+    text_inputs = ("input_ids",)
 
     @staticmethod
     def _dim(config: Any) -> int:

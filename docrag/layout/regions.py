@@ -1,0 +1,588 @@
+"""Figures, charts, tables and their captions on a page.
+
+Born-digital pages are read from their content: embedded raster images,
+clusters of vector drawings, ruled grids and aligned number columns among the
+text lines. Scanned pages are read from the page image: large inked regions
+that are not OCR text, and ruled grids found by morphology. Captions
+("Figure 3:", "Fig. 3.", "Table 2 -", "Chart 1", "Exhibit 4") are linked to the
+nearest region above or below them; regions without one are kept.
+
+>>> r = Region(kind="table", bbox=(0, 0, 100, 40), subtype="borderless")
+>>> Region.from_dict(r.to_dict()) == r
+True
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Literal
+
+import numpy as np
+
+from docrag.types import BBox, Line, _Serializable, union
+
+if TYPE_CHECKING:
+    from docrag.io.document import PageSource, Raster
+
+__all__ = ["Region", "find_regions", "find_captions", "lines_inside", "table_to_markdown", "classify_image"]
+
+RegionKind = Literal["figure", "chart", "table"]
+CAPTION_RE = re.compile(r"^\s*(figure|fig\.?|table|tab\.|chart|exhibit|graph|plate)\s*(\d+[a-z]?|[ivxl]+)\b"
+                        r"\s*([:.\-\u2013\u2014]|\s|$)", re.IGNORECASE)
+NUMERIC_RE = re.compile(r"^[(\-+\u2212$\u20ac\u00a3]?\d[\d,.]*\s?%?\)?$|^n/?a$|^[-\u2013\u2014]$", re.IGNORECASE)
+# Distances in points.
+GAP = 8.0             # vector paths closer than this belong to one figure
+LABEL_MARGIN = 6.0    # text this close to a figure's ink is its label
+CAPTION_REACH = 40.0  # farthest a caption sits from its region
+MIN_SIDE = 36.0       # smaller clusters are decorations or icons
+
+
+@dataclass
+class Region(_Serializable):
+    """A figure, chart or table on a page (boxes in page points).
+
+    Attributes:
+        kind: ``figure`` (photo, diagram), ``chart`` or ``table``.
+        bbox: Tight box of the region's ink, labels included, caption excluded.
+        subtype: ``bar | line | pie | scatter | photo | diagram`` or ``ruled | borderless``.
+        caption: The linked caption's text, or None.
+        caption_bbox: Box of the caption's lines.
+        score: Confidence of the detection in [0, 1] (a heuristic, not a probability).
+        source: What found it: ``image``, ``vector``, ``grid``, ``columns`` or ``raster``.
+        columns: x boundaries of a ruled table's columns (for :func:`table_to_markdown`).
+    """
+
+    kind: RegionKind
+    bbox: BBox
+    subtype: str = ""
+    caption: str | None = None
+    caption_bbox: BBox | None = None
+    score: float = 1.0
+    source: str = ""
+    columns: list[float] = field(default_factory=list)
+
+
+def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = None) -> list[Region]:
+    """Figures, charts and tables on one page, captions linked, top to bottom.
+
+    Uses the page's content when it has a text layer (``lines`` from it), and
+    the page image otherwise (``lines`` from OCR, in page points; ``raster``
+    is rendered at 200 dpi when not given).
+
+    >>> import pymupdf; from docrag.io.document import PageSource
+    >>> d = pymupdf.open(); p = d.new_page(); _ = p.draw_rect((100, 100, 300, 250), fill=(0, 0, 1))
+    >>> class S(PageSource):
+    ...     def __init__(self): self._page, self.width, self.height = p, p.rect.width, p.rect.height
+    >>> [(r.kind, r.bbox) for r in find_regions(S(), [])]
+    [('figure', (100.0, 100.0, 300.0, 250.0))]
+    """
+    captions = find_captions(lines)
+    taken = {i for cap in captions for i in cap[0]}
+    if src._page is not None and not any(ln.source == "ocr" for ln in lines):
+        regions = _digital_regions(src._page, lines, taken)
+    else:
+        raster = raster if raster is not None else src.render(200)
+        regions = _scan_regions(raster, lines, taken)
+    free = [i for i in range(len(lines)) if i not in taken and not any(
+        _inside(lines[i].bbox, r.bbox) > 0.5 for r in regions)]
+    regions += borderless_tables([lines[i] for i in free])
+    link_captions(regions, captions, lines)
+    return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
+
+
+# ---------------------------------------------------------------- captions
+
+
+def find_captions(lines: list[Line]) -> list[tuple[list[int], str, BBox]]:
+    """Caption candidates: (line indices, text, box), continuation lines included.
+
+    >>> from docrag.types import Line
+    >>> find_captions([Line("Fig. 2. Dwell time", (0, 0, 80, 10)), Line("by week", (0, 11, 40, 21))])
+    [([0, 1], 'Fig. 2. Dwell time by week', (0.0, 0.0, 80.0, 21.0))]
+    """
+    out = []
+    for i, ln in enumerate(lines):
+        if not CAPTION_RE.match(ln.text):
+            continue
+        ids = [i]
+        while True:
+            last = lines[ids[-1]].bbox
+            h = last[3] - last[1]
+            nxt = [j for j, o in enumerate(lines) if j not in ids and 0 <= o.bbox[1] - last[3] + 0.4 * h < 0.8 * h
+                   and abs(o.bbox[0] - lines[ids[0]].bbox[0]) < 3 and abs((o.bbox[3] - o.bbox[1]) - h) < 0.2 * h
+                   and not CAPTION_RE.match(o.text)]
+            if not nxt:
+                break
+            ids.append(nxt[0])
+        out.append((ids, " ".join(lines[j].text.strip() for j in ids), union([lines[j].bbox for j in ids])))
+    return out
+
+
+def link_captions(regions: list[Region], captions: list[tuple[list[int], str, BBox]], lines: list[Line]) -> None:
+    """Give each region the nearest fitting caption above or below it (in place).
+
+    Tables prefer a caption above, figures one below; the caption's word must
+    fit the kind ("Table" for tables, "Figure"/"Chart" for figures), except
+    "Exhibit" and the like, which fit both.
+    """
+    pairs = []
+    for c, (_, text, cb) in enumerate(captions):
+        word = CAPTION_RE.match(text).group(1).lower()  # type: ignore[union-attr]
+        for r, reg in enumerate(regions):
+            b = reg.bbox
+            ov = min(b[2], cb[2]) - max(b[0], cb[0])
+            if ov < 0.3 * min(b[2] - b[0], cb[2] - cb[0]):
+                continue
+            below, above = cb[1] - b[3], b[1] - cb[3]
+            dist, side_above = (below, False) if below > above else (above, True)
+            if not -4.0 <= dist <= CAPTION_REACH:
+                continue
+            is_table = reg.kind == "table"
+            cost = max(dist, 0.0) + (0 if side_above == is_table else 10.0)
+            if word.startswith(("tab",)) != is_table and not word.startswith(("exhibit", "plate")):
+                cost += 30.0
+            pairs.append((cost, c, r))
+    used_c: set[int] = set()
+    used_r: set[int] = set()
+    for _, c, r in sorted(pairs):
+        if c in used_c or r in used_r:
+            continue
+        used_c.add(c)
+        used_r.add(r)
+        regions[r].caption, regions[r].caption_bbox = captions[c][1], captions[c][2]
+
+
+# ---------------------------------------------------------------- tables from text
+
+
+def cells(line: Line) -> list[tuple[str, BBox]]:
+    """A line cut into cells at gaps wider than about one em."""
+    words = line.words or []
+    if len(words) < 2:
+        return [(line.text.strip(), line.bbox)]
+    h = line.bbox[3] - line.bbox[1]
+    out: list[list] = [[words[0]]]
+    for w in words[1:]:
+        if w.bbox[0] - out[-1][-1].bbox[2] > 0.8 * h:
+            out.append([w])
+        else:
+            out[-1].append(w)
+    return [(" ".join(w.text for w in ws), union([w.bbox for w in ws])) for ws in out]
+
+
+def _rows(lines: list[Line]) -> list[list[tuple[str, BBox]]]:
+    """Cells grouped into rows by vertical centre, rows top to bottom, cells left to right."""
+    items = sorted((c for ln in lines for c in cells(ln)), key=lambda c: (c[1][1] + c[1][3]) / 2)
+    rows: list[list[tuple[str, BBox]]] = []
+    for c in items:
+        yc, h = (c[1][1] + c[1][3]) / 2, c[1][3] - c[1][1]
+        if rows:
+            r = rows[-1]
+            ryc = sum((b[1] + b[3]) / 2 for _, b in r) / len(r)
+            if abs(yc - ryc) < 0.5 * h:
+                r.append(c)
+                continue
+        rows.append([c])
+    return [sorted(r, key=lambda c: c[1][0]) for r in rows]
+
+
+def borderless_tables(lines: list[Line]) -> list[Region]:
+    """Tables without rules: three or more stacked rows of aligned numbers."""
+    rows = _rows(lines)
+
+    def tabular(r: list) -> bool:
+        return len(r) >= 3 and sum(bool(NUMERIC_RE.match(t)) for t, _ in r) >= 2
+
+    out, i = [], 0
+    while i < len(rows):
+        if not tabular(rows[i]):
+            i += 1
+            continue
+        j = i + 1
+        while j < len(rows) and tabular(rows[j]) and _row_gap(rows[j - 1], rows[j]) < 1.5:
+            j += 1
+        if j - i >= 3:
+            start = i
+            if i > 0 and len(rows[i - 1]) >= 2 and _row_gap(rows[i - 1], rows[i]) < 1.8 \
+                    and not CAPTION_RE.match(rows[i - 1][0][0]):
+                start = i - 1  # a header row of words over the number columns
+            box = union([b for r in rows[start:j] for _, b in r])
+            out.append(Region("table", box, "borderless", score=0.7, source="columns"))
+        i = j
+    return out
+
+
+def _row_gap(a: list, b: list) -> float:
+    """Vertical gap between two rows in units of row height."""
+    h = max(bb[3] - bb[1] for _, bb in a)
+    return (min(bb[1] for _, bb in b) - max(bb[3] for _, bb in a)) / max(h, 1e-6)
+
+
+def table_to_markdown(region: Region, lines: list[Line]) -> str:
+    """The table's rows as Markdown, each row keeping its label with its values.
+
+    Columns come from the grid for ruled tables, from x-overlap of the cells
+    otherwise.
+
+    >>> from docrag.types import Line
+    >>> L = lambda t, x, y: Line(t, (x, y, x + 30, y + 10))
+    >>> ls = [L("Item", 0, 0), L("2019", 50, 0), L("PP&E", 0, 14), L("(1,577)", 50, 14)]
+    >>> print(table_to_markdown(Region("table", (0, 0, 80, 24)), ls))
+    | Item | 2019 |
+    | --- | --- |
+    | PP&E | (1,577) |
+    """
+    rows = _rows([ln for ln in lines if _inside(ln.bbox, region.bbox) > 0.5])
+    if not rows:
+        return ""
+    if len(region.columns) >= 2:
+        bounds = list(zip(region.columns, region.columns[1:]))
+    else:
+        spans: list[list[float]] = []
+        for x0, x1 in sorted((b[0], b[2]) for r in rows for _, b in r if len(r) > 1):
+            if spans and x0 < spans[-1][1] - 1:
+                spans[-1][1] = max(spans[-1][1], x1)
+            else:
+                spans.append([x0, x1])
+        bounds = [(s[0], s[1]) for s in spans] or [(region.bbox[0], region.bbox[2])]
+    table = []
+    for r in rows:
+        slots = [""] * len(bounds)
+        for text, b in r:
+            k = max(range(len(bounds)), key=lambda k: min(b[2], bounds[k][1]) - max(b[0], bounds[k][0]))
+            slots[k] = f"{slots[k]} {text}".strip()
+        table.append("| " + " | ".join(s.replace("|", "\\|") for s in slots) + " |")
+    table.insert(1, "| " + " | ".join("---" for _ in bounds) + " |")
+    return "\n".join(table)
+
+
+# ---------------------------------------------------------------- geometry
+
+
+def lines_inside(region: Region, lines: list[Line], min_overlap: float = 0.5) -> list[int]:
+    """Indices of the lines that lie in the region (axis labels, legends, cells).
+
+    >>> from docrag.types import Line
+    >>> lines_inside(Region("chart", (0, 0, 100, 100)), [Line("a", (10, 10, 30, 20)), Line("b", (0, 120, 9, 130))])
+    [0]
+    """
+    return [i for i, ln in enumerate(lines) if _inside(ln.bbox, region.bbox) >= min_overlap]
+
+
+def _inside(a: BBox, b: BBox) -> float:
+    """Share of box ``a``'s area that lies inside ``b``."""
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if area > 0 else 0.0
+
+
+def _near(a: BBox, b: BBox, margin: float) -> bool:
+    return a[0] - margin <= b[2] and b[0] <= a[2] + margin and a[1] - margin <= b[3] and b[1] <= a[3] + margin
+
+
+def absorb_labels(box: BBox, lines: list[Line], skip: set[int]) -> tuple[BBox, set[int]]:
+    """Grow a figure box by the text lines touching it (tick labels, legends, titles).
+
+    Lines wider than the figure are body text and stay out.
+    """
+    taken: set[int] = set()
+    grown = True
+    while grown:
+        grown = False
+        for i, ln in enumerate(lines):
+            if i in skip or i in taken or not _near(box, ln.bbox, LABEL_MARGIN):
+                continue
+            if _inside(ln.bbox, box) < 0.5 and ln.bbox[2] - ln.bbox[0] > 0.9 * (box[2] - box[0]):
+                continue
+            taken.add(i)
+            box = union([box, ln.bbox])
+            grown = True
+    return box, taken
+
+
+def classify_image(image: np.ndarray) -> tuple[RegionKind, str]:
+    """Kind and subtype of a figure crop (RGB or grey uint8) from simple measures.
+
+    White share under 30% -> photo. Long thin horizontal and vertical lines
+    (axes) -> chart: solid rectangles -> bar, many same-sized dots -> scatter,
+    otherwise line. No axes: one large round shape -> pie, else diagram.
+    """
+    return _classify(image)
+
+
+# ---------------------------------------------------------------- born-digital pages
+
+
+def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Region]:
+    """Ruled tables, then images and vector-drawing clusters, on a PDF page."""
+    import pymupdf
+
+    area = page.rect.width * page.rect.height  # type: ignore[attr-defined]
+    hsegs, vsegs, paths = [], [], []
+    for path in page.get_drawings():  # type: ignore[attr-defined]
+        r = path["rect"]
+        fill, color = path.get("fill"), path.get("color")
+        inked = (fill is not None and min(fill) < 0.95) or (color is not None and "s" in (path.get("type") or ""))
+        if not inked or r.width * r.height > 0.8 * area:
+            continue  # invisible (white) fills and page backgrounds
+        for item in path["items"]:
+            if item[0] == "l":
+                (a, b) = item[1], item[2]
+                _add_segment(hsegs, vsegs, (min(a.x, b.x), min(a.y, b.y), max(a.x, b.x), max(a.y, b.y)))
+            elif item[0] == "re":
+                _add_segment(hsegs, vsegs, tuple(item[1]))
+        clipped = (max(r.x0, 0.0), max(r.y0, 0.0), min(r.x1, page.rect.width), min(r.y1, page.rect.height))  # type: ignore[attr-defined]
+        if clipped[0] <= clipped[2] and clipped[1] <= clipped[3]:
+            paths.append(clipped)
+    regions = _grid_tables(hsegs, vsegs, lines, tol=2.0)
+    images = [tuple(info["bbox"]) for info in page.get_image_info()]  # type: ignore[attr-defined]
+    elems = [p for p in paths if not any(_inside(_fat(p), t.bbox) > 0.8 for t in regions)]
+    kinds = [0] * len(elems) + [1] * len(images)
+    text_ids = {i for i in range(len(lines)) if any(_inside(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
+    for members in _clusters(elems + images, GAP):
+        boxes = [(elems + images)[m] for m in members]
+        box = union(boxes)
+        has_image = any(kinds[m] for m in members)
+        if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE / 2 or (box[2] - box[0]) * (box[3] - box[1]) < MIN_SIDE ** 2:
+            continue
+        inside = [ln for ln in lines if _inside(ln.bbox, box) > 0.5]
+        if not has_image and len(members) <= 2 and sum(_area(ln.bbox) for ln in inside) > 0.25 * _area(box):
+            continue  # a shaded or framed text box, not a figure
+        if not has_image:
+            box, taken = absorb_labels(box, lines, skip | text_ids)
+        regions.append(Region("figure", box, score=0.8, source="image" if has_image else "vector"))
+    regions = _merge(regions)
+    for reg in regions:
+        if reg.kind != "table":
+            pix = page.get_pixmap(clip=pymupdf.Rect(reg.bbox), dpi=100, colorspace=pymupdf.csRGB, alpha=False)  # type: ignore[attr-defined]
+            img = np.frombuffer(pix.samples, np.uint8).reshape(pix.h, pix.w, pix.n)[:, :, :3]
+            reg.kind, reg.subtype = _classify(img)
+    return regions
+
+
+def _add_segment(hsegs: list, vsegs: list, box: tuple) -> None:
+    x0, y0, x1, y1 = box
+    if y1 - y0 <= 2.0 and x1 - x0 >= 8.0:
+        hsegs.append((x0, x1, (y0 + y1) / 2))
+    elif x1 - x0 <= 2.0 and y1 - y0 >= 8.0:
+        vsegs.append((y0, y1, (x0 + x1) / 2))
+
+
+def _fat(b: BBox, by: float = 0.5) -> BBox:
+    """A box grown by ``by`` on each side, so a hairline has an area."""
+    return (b[0] - by, b[1] - by, b[2] + by, b[3] + by)
+
+
+def _area(b: BBox) -> float:
+    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
+
+
+def _clusters(boxes: list, gap: float) -> list[list[int]]:
+    """Groups of boxes that come within ``gap`` of each other (transitively)."""
+    if not boxes:
+        return []
+    a = np.asarray(boxes, dtype=np.float64)
+    near = ((a[:, None, 0] - gap <= a[None, :, 2]) & (a[None, :, 0] <= a[:, None, 2] + gap)
+            & (a[:, None, 1] - gap <= a[None, :, 3]) & (a[None, :, 1] <= a[:, None, 3] + gap))
+    parent = list(range(len(boxes)))
+
+    def find(i: int) -> int:
+        while parent[i] != i:
+            parent[i] = parent[parent[i]]
+            i = parent[i]
+        return i
+
+    for i, j in zip(*np.nonzero(np.triu(near, 1))):
+        parent[find(int(i))] = find(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(len(boxes)):
+        groups.setdefault(find(i), []).append(i)
+    return list(groups.values())
+
+
+def _merge(regions: list[Region]) -> list[Region]:
+    """Merge figures that overlap (a raster and the vectors drawn over it)."""
+    out: list[Region] = []
+    for reg in sorted(regions, key=lambda r: -_area(r.bbox)):
+        host = next((o for o in out if reg.kind != "table" and o.kind != "table"
+                     and _inside(reg.bbox, o.bbox) > 0.3), None)
+        if host is None:
+            out.append(reg)
+        else:
+            host.bbox = union([host.bbox, reg.bbox])
+    return out
+
+
+def _grid_tables(hsegs: list, vsegs: list, lines: list[Line], tol: float) -> list[Region]:
+    """Ruled tables: sets of crossing rules with text in most of the cells.
+
+    ``hsegs`` are ``(x0, x1, y)``, ``vsegs`` ``(y0, y1, x)``, in points.
+    """
+    boxes = [(x0, y - tol, x1, y + tol) for x0, x1, y in hsegs] + [(x - tol, y0, x + tol, y1) for y0, y1, x in vsegs]
+    out = []
+    for members in _clusters(boxes, 0.0):
+        hs = [hsegs[m] for m in members if m < len(hsegs)]
+        vs = [vsegs[m - len(hsegs)] for m in members if m >= len(hsegs)]
+        ys, xs = _distinct([s[2] for s in hs], 2 * tol), _distinct([s[2] for s in vs], 2 * tol)
+        if len(ys) < 3 or len(xs) < 2 or (len(xs) < 3 and len(ys) < 4):
+            continue
+        box = (min([s[0] for s in hs] + xs), min([s[0] for s in vs] + ys),
+               max([s[1] for s in hs] + xs), max([s[1] for s in vs] + ys))
+        centres = [((ln.bbox[0] + ln.bbox[2]) / 2, (ln.bbox[1] + ln.bbox[3]) / 2) for ln in lines
+                   if _inside(ln.bbox, box) > 0.5]
+        bands = list(zip(ys, ys[1:]))
+        filled = sum(any(y0 < cy < y1 for _, cy in centres) for y0, y1 in bands)
+        cells = sum(any(y0 < cy < y1 and x0 < cx < x1 for cx, cy in centres)
+                    for y0, y1 in bands for x0, x1 in zip(xs, xs[1:]))
+        if filled < 0.6 * len(bands) or cells < 0.4 * len(bands) * max(1, len(xs) - 1):
+            continue  # chart gridlines: rules without text between them
+        out.append(Region("table", box, "ruled", score=0.9, source="grid", columns=xs if len(xs) >= 3 else []))
+    return out
+
+
+def _distinct(values: list[float], tol: float) -> list[float]:
+    out: list[float] = []
+    for v in sorted(values):
+        if not out or v - out[-1] > tol:
+            out.append(v)
+    return out
+
+
+# ---------------------------------------------------------------- scanned pages
+
+
+def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Region]:
+    """Ruled grids and large non-text ink regions on a page image."""
+    import cv2
+
+    img = raster.image
+    grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
+    m = np.vstack([raster.to_points, [0.0, 0.0, 1.0]])
+    to_px = np.linalg.inv(m)[:2]
+    s = float(np.hypot(to_px[0, 0], to_px[1, 0]))  # pixels per point
+
+    def px(box: BBox) -> tuple[int, int, int, int]:
+        c = np.array([[box[0], box[1]], [box[2], box[1]], [box[2], box[3]], [box[0], box[3]]]) @ to_px[:, :2].T + to_px[:, 2]
+        lo, hi = c.min(axis=0), c.max(axis=0)
+        return int(max(lo[0], 0)), int(max(lo[1], 0)), int(min(hi[0], grey.shape[1])), int(min(hi[1], grey.shape[0]))
+
+    def pt(x0: float, y0: float, x1: float, y1: float) -> BBox:
+        return raster.box_points(np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64))
+
+    dark = (grey < 160).astype(np.uint8)
+    hsegs, vsegs = _morph_rules(dark, s, pt)
+    regions = _grid_tables(hsegs, vsegs, lines, tol=4.0)
+
+    ink = (grey < 200).astype(np.uint8)
+    pad = max(1, int(round(1.5 * s)))
+    for ln in lines:
+        x0, y0, x1, y1 = px(ln.bbox)
+        ink[max(0, y0 - pad):y1 + pad, max(0, x0 - pad):x1 + pad] = 0
+    for t in regions:
+        x0, y0, x1, y1 = px(t.bbox)
+        ink[y0:y1 + 1, x0:x1 + 1] = 0
+    k = max(3, int(round(6 * s)))
+    closed = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
+    comps = [pt(x, y, x + w, y + h) for x, y, w, h, a in stats[1:] if a >= 4 * s * s]
+    big = [b for b in comps if b[2] - b[0] >= MIN_SIDE and b[3] - b[1] >= MIN_SIDE / 2 and _area(b) >= MIN_SIDE ** 2]
+    text_ids = {i for i in range(len(lines)) if any(_inside(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
+    figures = []
+    for box in big:
+        taken: set[int] = set()
+        while True:  # labels (OCR lines) and the ink around them, until nothing more touches
+            box, more = absorb_labels(box, lines, skip | text_ids | taken)
+            extra = [c for c in comps if _near(box, c, LABEL_MARGIN) and _inside(c, box) < 1.0
+                     and c[2] - c[0] < box[2] - box[0]]
+            if extra:
+                box = union([box, *extra])
+            if not more and not extra:
+                break
+            taken |= more
+        figures.append(Region("figure", box, score=0.6, source="raster"))
+    figures = _merge(figures)
+    for reg in figures:
+        x0, y0, x1, y1 = px(reg.bbox)
+        reg.kind, reg.subtype = _classify(grey[y0:y1, x0:x1])
+    return regions + figures
+
+
+def _morph_rules(dark: np.ndarray, s: float, pt: object) -> tuple[list, list]:
+    """Long thin horizontal and vertical rules as segments in points."""
+    import cv2
+
+    out: list[list] = [[], []]
+    length = max(15, int(30 * s))
+    thick = max(5, int(4 * s))
+    for axis in (0, 1):
+        tol = np.ones((5, 1) if axis == 0 else (1, 5), np.uint8)  # a little skew stays connected
+        d = cv2.dilate(dark, tol)
+        along = np.ones((1, length) if axis == 0 else (length, 1), np.uint8)
+        solid = np.ones((thick, length) if axis == 0 else (length, thick), np.uint8)
+        thin = cv2.morphologyEx(d, cv2.MORPH_OPEN, along) & ~cv2.morphologyEx(d, cv2.MORPH_OPEN, solid)
+        n, _, stats, _ = cv2.connectedComponentsWithStats(thin, connectivity=8)
+        for x, y, w, h, a in stats[1:]:
+            b = pt(x, y, x + w, y + h)  # type: ignore[operator]
+            if axis == 0 and w >= length and a < w * thick:
+                out[0].append((b[0], b[2], (b[1] + b[3]) / 2))
+            elif axis == 1 and h >= length and a < h * thick:
+                out[1].append((b[1], b[3], (b[0] + b[2]) / 2))
+    return out[0], out[1]
+
+
+# ---------------------------------------------------------------- classification
+
+
+def _classify(image: np.ndarray) -> tuple[RegionKind, str]:
+    import cv2
+
+    g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
+    if g.size == 0:
+        return "figure", "diagram"
+    scale = 400.0 / max(g.shape)
+    g = cv2.resize(g, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
+    h, w = g.shape
+    if float(np.mean(g > 225)) < 0.3:
+        return "figure", "photo"
+    ink = (g < 200).astype(np.uint8)
+    hl, vl = _long_lines(ink, 0.6), _long_lines(ink.T, 0.6).T
+    if hl.any() and vl.any():
+        lines_mask = hl | vl
+        rest = ink & ~cv2.dilate(lines_mask, np.ones((3, 3), np.uint8))
+        n, _, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
+        bars, dots = 0, []
+        for _, _, bw, bh, a in stats[1:]:
+            extent = a / float(bw * bh)
+            if extent >= 0.85 and min(bw, bh) >= 4 and a >= 0.004 * w * h:
+                bars += 1
+            elif extent >= 0.55 and 0.6 <= bw / bh <= 1.6 and 8 <= a <= 0.002 * w * h:
+                dots.append(a)
+        if bars >= 2:
+            return "chart", "bar"
+        med = float(np.median(dots)) if dots else 0.0
+        alike = sum(0.6 * med <= a <= 1.6 * med for a in dots)  # markers share one size; glyphs do not
+        return "chart", "scatter" if alike >= 25 else "line"
+    shape = cv2.morphologyEx((g < 225).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    contours, _ = cv2.findContours(shape, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
+    if contours:
+        c = max(contours, key=cv2.contourArea)
+        a, p = cv2.contourArea(c), cv2.arcLength(c, True)
+        if a >= 0.12 * w * h and p > 0 and 4 * np.pi * a / (p * p) >= 0.7:
+            return "chart", "pie"
+    return "figure", "diagram"
+
+
+def _long_lines(ink: np.ndarray, frac: float) -> np.ndarray:
+    """Horizontal strokes at least ``frac`` of the width long that are lines or
+    edges (white on one side at least), not the inside of a solid shape."""
+    import cv2
+
+    length = max(3, int(frac * ink.shape[1]))
+    along = np.ones((1, length), np.uint8)
+    d = cv2.dilate(ink, np.ones((3, 1), np.uint8))  # a slightly skewed line stays one run
+    run = cv2.morphologyEx(d, cv2.MORPH_OPEN, along)
+    up, down = np.zeros_like(d), np.zeros_like(d)
+    up[4:], down[:-4] = d[:-4], d[4:]
+    return cv2.morphologyEx(run & ~(up & down), cv2.MORPH_OPEN, along)
