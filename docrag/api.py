@@ -9,12 +9,14 @@
 
 from __future__ import annotations
 
+import hashlib
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
 from docrag.chunk import chunk_page
+from docrag.chunk.visual import referring_sentences, visual_chunks
 from docrag.config import IngestOptions, options_from_env
 from docrag.embed import TextEmbedder, get_embedder
 from docrag.errors import DocragError, LoadError, StoreError
@@ -162,7 +164,8 @@ class Index:
             if store.has_document(doc.doc_id):
                 result.status = "unchanged"
                 return result
-            pages, chunks = self._read_document(doc, result, progress)
+            crops: dict[str, bytes] = {}
+            pages, chunks = self._read_document(doc, result, progress, crops)
             if result.pages and not any(p.method != "failed" for p in pages):
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
@@ -171,12 +174,14 @@ class Index:
             record = {"doc_id": doc.doc_id, "source": source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind}, "tags": tags}
-            store.add_document(record, pages, chunks, vectors, replaces=replaces)
+            store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops)
         result.status = "replaced" if replaces else "indexed"
         result.chunks = len(chunks)
         return result
 
-    def _read_document(self, doc: Any, result: FileResult, progress: ProgressFn | None) -> tuple[list[Page], list[Chunk]]:
+    def _read_document(
+        self, doc: Any, result: FileResult, progress: ProgressFn | None, crops: dict[str, bytes]
+    ) -> tuple[list[Page], list[Chunk]]:
         pages: list[Page] = []
         chunks: list[Chunk] = []
         for src in doc.pages():
@@ -197,6 +202,16 @@ class Index:
         mark_furniture(pages)
         for page in pages:
             chunks += chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
+        # Figures and tables after the text, so a page's text chunks keep consecutive ordinals.
+        refs = referring_sentences([c.text for c in chunks])
+        for page in pages:
+            for region, chunk in zip(page.regions, visual_chunks(page, doc.doc_id, doc.source, refs)):
+                png = getattr(region, "png", None)
+                if png:
+                    name = hashlib.sha256(png).hexdigest()[:32] + ".png"
+                    crops[name] = png
+                    chunk.image = f"crops/{name}"
+                chunks.append(chunk)
         for i, chunk in enumerate(chunks):
             chunk.ordinal = i
         return pages, chunks

@@ -50,6 +50,10 @@ class IngestOptions(BaseModel):
     orientation: bool = Field(
         True, description="Detect pages scanned at 90/180/270 degrees and skew, and read them upright."
     )
+    figures: bool = Field(
+        True, description="Find figures, charts and tables, crop them and index them as visual chunks."
+    )
+    crop_dpi: int = Field(144, ge=36, le=600, description="Resolution of figure and table crops, in dots per inch.")
     min_ocr_confidence: float = Field(
         0.5, ge=0.0, le=1.0, description="Drop OCR lines read with a lower mean confidence."
     )

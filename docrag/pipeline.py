@@ -30,20 +30,20 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
     images = src.image_boxes() if src.doc.kind == "pdf" else [(0.0, 0.0, src.width, src.height)]
     verdict = assess_text_layer(words, src.width, src.height, images)
     page = Page(number=src.number, width=src.width, height=src.height, rotation=src.rotation)
+    raster: Raster | None = None
     if options.ocr == "never" or (options.ocr == "auto" and verdict.usable and verdict.image_cover < MIXED_IMAGE_COVER):
         page.method, page.reason = "text", verdict.reason if options.ocr == "auto" else "OCR disabled (--ocr never)"
-        lines = text_layer_lines(src)
+        page.blocks = get_layout("heuristic").analyze(text_layer_lines(src), page.width, page.height)
     elif options.ocr == "always" or not verdict.usable:
         page.method = "ocr"
         page.reason = "OCR forced (--ocr always)" if options.ocr == "always" else verdict.reason
         # Lay out in the upright, levelled reading frame, then map to page space:
         # boxes of tilted lines overlap in page space and would scramble the order.
-        read = ocr_page(src.render(options.dpi), options, page)
+        raster = src.render(options.dpi)
+        read = ocr_page(raster, options, page)
         page.blocks = get_layout("heuristic").analyze(read.lines, read.width, read.height)
         for block in page.blocks:
             _to_page(block, read.to_page)
-        page.warnings += src.warnings
-        return page
     else:
         # A digital page carrying large images (scanned inserts, screenshots):
         # keep the text layer and add what OCR finds inside the images only.
@@ -51,12 +51,68 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
         page.reason = f"{verdict.reason}; images cover {verdict.image_cover:.0%}, OCR'd too"
         lines = text_layer_lines(src)
         taken = [ln.bbox for ln in lines]
-        for line in ocr_lines(src.render(options.dpi), options, page):
+        raster = src.render(options.dpi)
+        for line in ocr_lines(raster, options, page):
             if _inside_any(line.bbox, images) and not any(_overlap(line.bbox, b) > 0.3 for b in taken):
                 lines.append(line)
-    page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
+        page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
+    if options.figures:
+        add_regions(page, src, raster, options.crop_dpi)
     page.warnings += src.warnings
     return page
+
+
+def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: int) -> None:
+    """Find figures, charts and tables; move their lines out of the body text; crop them.
+
+    Each region gets ``inner_text`` (labels and legends, or the table as
+    Markdown rows) and ``png`` (the crop, encoded). A failure here is a page
+    warning, never a lost page.
+    """
+    from docrag.layout.regions import find_regions, lines_inside, table_to_markdown
+
+    lines = page.lines
+    try:
+        regions = find_regions(src, lines, raster)
+    except Exception as exc:  # figure detection is an extra: keep the page's text
+        page.warnings.append(f"figure detection failed ({type(exc).__name__}: {exc})")
+        return
+    if not regions:
+        return
+    inside: set[int] = set()
+    for region in regions:
+        idx = lines_inside(region, lines)
+        inside |= {id(lines[i]) for i in idx}
+        if region.kind == "table":
+            region.inner_text = table_to_markdown(region, lines)
+        else:
+            region.inner_text = " ".join(lines[i].text for i in idx)
+    for block in page.blocks:
+        block.lines = [ln for ln in block.lines if id(ln) not in inside]
+        if block.lines:
+            block.bbox = union([ln.bbox for ln in block.lines])
+    page.blocks = [b for b in page.blocks if b.lines]
+    crop_from = src.render(crop_dpi)
+    for region in regions:
+        region.png = crop_png(crop_from, region.bbox)
+    page.regions = regions
+
+
+def crop_png(raster: Raster, box: BBox) -> bytes:
+    """PNG bytes of the raster inside a page-point box."""
+    import cv2
+
+    inv = np.linalg.inv(np.vstack([raster.to_points, [0.0, 0.0, 1.0]]))
+    x0, y0, x1, y1 = box
+    pts = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x1, y1, 1.0], [x0, y1, 1.0]]) @ inv.T
+    h, w = raster.image.shape[:2]
+    c0, r0 = np.floor(pts[:, :2].min(axis=0)).astype(int)
+    c1, r1 = np.ceil(pts[:, :2].max(axis=0)).astype(int)
+    crop = raster.image[max(0, r0):min(h, r1), max(0, c0):min(w, c1)]
+    if crop.size == 0:
+        crop = np.full((1, 1, 3), 255, np.uint8)
+    ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+    return png.tobytes()
 
 
 def text_layer_lines(src: PageSource) -> list[Line]:

@@ -128,6 +128,8 @@ class Page(_Serializable):
     """Degrees of skew corrected before OCR."""
     warnings: list[str] = field(default_factory=list)
     """Things the user should know (a page downscaled, a repair), one line each."""
+    regions: list = field(default_factory=list)
+    """Figures, charts and tables found on the page (:class:`docrag.layout.regions.Region`)."""
 
     @property
     def lines(self) -> list[Line]:
@@ -152,6 +154,8 @@ class Chunk(_Serializable):
     ordinal: int = 0
     line_spans: list[tuple[int, int]] = field(default_factory=list)
     """Character range of each line in ``text``, parallel to ``line_boxes``."""
+    image: str | None = None
+    """For figures/charts/tables: the crop's path relative to the index directory."""
 
 
 @dataclass

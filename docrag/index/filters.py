@@ -49,7 +49,9 @@ class Filters:
         if self.pages:
             parts.append("c.page BETWEEN ? AND ?")
             params += list(self.pages)
-        if self.kind and self.kind != "any":
+        if self.kind == "figure":  # charts are figures too: "figure" means any picture
+            parts.append("c.kind IN ('figure', 'chart')")
+        elif self.kind and self.kind != "any":
             parts.append("c.kind = ?")
             params.append(self.kind)
         for key, value in sorted(self.tags.items()):

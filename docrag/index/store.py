@@ -17,6 +17,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import tempfile
 import time
 from pathlib import Path
 from typing import Any, Iterator
@@ -186,6 +187,7 @@ class LocalStore:
         chunks: list[Chunk],
         vectors: np.ndarray,
         replaces: list[str] = (),  # type: ignore[assignment]
+        crops: dict[str, bytes] | None = None,
     ) -> list[int]:
         """Insert a document, its pages, chunks and vectors in one transaction.
 
@@ -196,6 +198,9 @@ class LocalStore:
         if vectors.shape != (len(chunks), self.dim):
             raise ValueError(f"expected vectors of shape {(len(chunks), self.dim)}, got {vectors.shape}")
         with self._write_lock():
+            # Crops are content-addressed: writing them before the transaction is
+            # safe (a crash leaves at most an unreferenced file, never a missing one).
+            self._write_crops(crops or {})
             removed = self._chunk_ids(list(replaces))
             with self._transaction() as db:
                 for doc_id in replaces:
@@ -219,12 +224,24 @@ class LocalStore:
                         "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, line_spans, image, vector) "
                         "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (chunk.doc_id, chunk.page, chunk.ordinal, chunk.kind, chunk.text, json.dumps(chunk.bbox),
-                         json.dumps(chunk.line_boxes), json.dumps(chunk.line_spans), None, vec.tobytes()),
+                         json.dumps(chunk.line_boxes), json.dumps(chunk.line_spans), chunk.image, vec.tobytes()),
                     )
                     ids.append(int(cur.lastrowid))
                     db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, chunk.text))
             self._sync_vectors(np.asarray(ids, dtype=np.int64), vectors, removed)
         return ids
+
+    def _write_crops(self, crops: dict[str, bytes]) -> None:
+        folder = self.path / "crops"
+        for name, data in crops.items():
+            target = folder / name
+            if target.exists():
+                continue
+            folder.mkdir(exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
+            with os.fdopen(fd, "wb") as fh:
+                fh.write(data)
+            os.replace(tmp, target)
 
     def delete_document(self, doc_id: str) -> int:
         """Remove a document everywhere; returns the number of chunks removed."""
@@ -346,7 +363,7 @@ class LocalStore:
             out.append(Hit(doc_id=r["doc_id"], source=r["source"], page=r["page"], text=r["text"],
                            bbox=bbox, kind=r["kind"], score=score,
                            line_boxes=[tuple(b) for b in json.loads(r["line_boxes"])],
-                           image=r["image"], chunk_id=cid, chunk_bbox=bbox,
+                           image=str(self.path / r["image"]) if r["image"] else None, chunk_id=cid, chunk_bbox=bbox,
                            line_spans=[tuple(s) for s in json.loads(r["line_spans"])]))
         return out
 

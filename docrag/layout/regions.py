@@ -321,7 +321,18 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
 
     area = page.rect.width * page.rect.height  # type: ignore[attr-defined]
     hsegs, vsegs, paths = [], [], []
-    for path in page.get_drawings():  # type: ignore[attr-defined]
+    clips: list[tuple[int, BBox]] = []  # (nesting level, clip box): matplotlib clips bars to the axes
+    page_box = (0.0, 0.0, page.rect.width, page.rect.height)  # type: ignore[attr-defined]
+    for path in page.get_drawings(extended=True):  # type: ignore[attr-defined]
+        level = path.get("level", 0)
+        while clips and clips[-1][0] >= level:
+            clips.pop()
+        clip = clips[-1][1] if clips else page_box
+        if path.get("type") == "clip":
+            clips.append((level, _intersect(clip, tuple(path["scissor"]))))
+            continue
+        if path.get("type") == "group" or "items" not in path:
+            continue
         r = path["rect"]
         fill, color = path.get("fill"), path.get("color")
         inked = (fill is not None and min(fill) < 0.95) or (color is not None and "s" in (path.get("type") or ""))
@@ -332,13 +343,13 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
                 (a, b) = item[1], item[2]
                 _add_segment(hsegs, vsegs, (min(a.x, b.x), min(a.y, b.y), max(a.x, b.x), max(a.y, b.y)))
             elif item[0] == "re":
-                _add_segment(hsegs, vsegs, tuple(item[1]))
-        clipped = (max(r.x0, 0.0), max(r.y0, 0.0), min(r.x1, page.rect.width), min(r.y1, page.rect.height))  # type: ignore[attr-defined]
-        if clipped[0] <= clipped[2] and clipped[1] <= clipped[3]:
-            paths.append(clipped)
+                _add_segment(hsegs, vsegs, _intersect(clip, tuple(item[1])))
+        box = _intersect(clip, (r.x0, r.y0, r.x1, r.y1))
+        if box[0] <= box[2] and box[1] <= box[3]:
+            paths.append(box)
     regions = _grid_tables(hsegs, vsegs, lines, tol=2.0)
     images = [tuple(info["bbox"]) for info in page.get_image_info()]  # type: ignore[attr-defined]
-    elems = [p for p in paths if not any(_inside(_fat(p), t.bbox) > 0.8 for t in regions)]
+    elems = [p for p in paths if not any(_inside(_fat(p), _fat(t.bbox, 2.0)) > 0.8 for t in regions)]
     kinds = [0] * len(elems) + [1] * len(images)
     text_ids = {i for i in range(len(lines)) if any(_inside(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
     for members in _clusters(elems + images, GAP):
@@ -368,6 +379,10 @@ def _add_segment(hsegs: list, vsegs: list, box: tuple) -> None:
         hsegs.append((x0, x1, (y0 + y1) / 2))
     elif x1 - x0 <= 2.0 and y1 - y0 >= 8.0:
         vsegs.append((y0, y1, (x0 + x1) / 2))
+
+
+def _intersect(a: tuple, b: tuple) -> BBox:
+    return (max(a[0], b[0]), max(a[1], b[1]), min(a[2], b[2]), min(a[3], b[3]))
 
 
 def _fat(b: BBox, by: float = 0.5) -> BBox:
@@ -555,7 +570,7 @@ def _classify(image: np.ndarray) -> tuple[RegionKind, str]:
         bars, dots = 0, []
         for _, _, bw, bh, a in stats[1:]:
             extent = a / float(bw * bh)
-            if extent >= 0.85 and min(bw, bh) >= 4 and a >= 0.004 * w * h:
+            if extent >= 0.75 and min(bw, bh) >= 4 and a >= 0.004 * w * h:
                 bars += 1
             elif extent >= 0.55 and 0.6 <= bw / bh <= 1.6 and 8 <= a <= 0.002 * w * h:
                 dots.append(a)
@@ -585,4 +600,5 @@ def _long_lines(ink: np.ndarray, frac: float) -> np.ndarray:
     run = cv2.morphologyEx(d, cv2.MORPH_OPEN, along)
     up, down = np.zeros_like(d), np.zeros_like(d)
     up[4:], down[:-4] = d[:-4], d[4:]
-    return cv2.morphologyEx(run & ~(up & down), cv2.MORPH_OPEN, along)
+    edge = cv2.morphologyEx(run & ~(up & down), cv2.MORPH_CLOSE, np.ones((1, 9), np.uint8))  # tick marks cross it
+    return cv2.morphologyEx(edge, cv2.MORPH_OPEN, along)
