@@ -72,6 +72,8 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: in
     from docrag.layout.regions import find_regions, lines_inside, table_to_markdown
 
     lines = page.lines
+    if not lines:
+        return  # without text (a scan read with --ocr never) text and pictures cannot be told apart
     try:
         regions = find_regions(src, lines, raster)
     except Exception as exc:  # figure detection is an extra: keep the page's text

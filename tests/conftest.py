@@ -16,6 +16,9 @@ from docrag.embed import EMBEDDERS
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "data"
 SHARED = ROOT.parent / "shared" / "data"
+# What the session index holds: every kind of input, one born-digital visual report
+# (its scanned twin is left to the region tests, to keep the session short).
+SESSION_FILES = ["report.pdf", "report_scan.pdf", "mixed.pdf", "page_scan.png", "pages_scan.tiff", "visual.pdf"]
 
 
 class HashEmbedder:
@@ -63,7 +66,7 @@ def built_index(tmp_path_factory: pytest.TempPathFactory):
 
     path = tmp_path_factory.mktemp("index") / "ix"
     index = Index(path)
-    report = index.ingest([FIXTURES])
+    report = index.ingest([FIXTURES / name for name in SESSION_FILES])
     assert not report.failures, report.failures
     return index, report
 

@@ -6,7 +6,7 @@ quoted as a literal term and the terms are OR-ed, so BM25 ranks by how many
 (and how rare) of them a chunk contains.
 
 >>> fts_query('Net "income" AND (2019 -- FY2019: *')
-'"net" OR "income" OR "and" OR "2019" OR "fy2019"'
+'"net" OR "income" OR "2019" OR "fy2019"'
 >>> fts_query('?!') is None
 True
 """
@@ -21,6 +21,13 @@ from docrag.index.filters import Filters
 __all__ = ["fts_query", "bm25_search"]
 
 _TOKEN = re.compile(r"\w+", re.UNICODE)
+# Function words match nearly every chunk and only add noise to the ranking
+# (and to fusion); they are dropped unless the query has nothing else.
+STOPWORDS = frozenset(
+    "a an and are as at be been but by did do does for from had has have how i in into is it its of on or "
+    "our so than that the their them there these they this those to was we were what when where which who "
+    "whom why will with you your".split()
+)
 
 
 def fts_query(text: str) -> str | None:
@@ -32,7 +39,8 @@ def fts_query(text: str) -> str | None:
             seen.append(tok)
     if not seen:
         return None
-    return " OR ".join(f'"{t}"' for t in seen[:64])
+    content = [t for t in seen if t not in STOPWORDS]
+    return " OR ".join(f'"{t}"' for t in (content or seen)[:64])
 
 
 def bm25_search(db: sqlite3.Connection, query: str, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:

@@ -79,11 +79,14 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
     """
     captions = find_captions(lines)
     taken = {i for cap in captions for i in cap[0]}
-    if src._page is not None and not any(ln.source == "ocr" for ln in lines):
+    if _born_digital(src, lines):
         regions = _digital_regions(src._page, lines, taken)
     else:
         raster = raster if raster is not None else src.render(200)
         regions = _scan_regions(raster, lines, taken)
+    # a caption's continuation never runs into the region it names (OCR boxes are loose)
+    captions = find_captions(lines, exclude=[r.bbox for r in regions])
+    taken = {i for cap in captions for i in cap[0]}
     free = [i for i in range(len(lines)) if i not in taken and not any(
         _inside(lines[i].bbox, r.bbox) > 0.5 for r in regions)]
     regions += borderless_tables([lines[i] for i in free])
@@ -91,10 +94,20 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
     return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
 
 
+def _born_digital(src: PageSource, lines: list[Line]) -> bool:
+    """Read the page's content (text layer present, or no page-sized scan) rather than its image."""
+    if src._page is None:
+        return False
+    if any(ln.source == "text" for ln in lines):
+        return True
+    page_area = src.width * src.height
+    return not any(_area(b) > 0.8 * page_area for b in src.image_boxes())
+
+
 # ---------------------------------------------------------------- captions
 
 
-def find_captions(lines: list[Line]) -> list[tuple[list[int], str, BBox]]:
+def find_captions(lines: list[Line], exclude: list[BBox] = ()) -> list[tuple[list[int], str, BBox]]:  # type: ignore[assignment]
     """Caption candidates: (line indices, text, box), continuation lines included.
 
     >>> from docrag.types import Line
@@ -111,7 +124,7 @@ def find_captions(lines: list[Line]) -> list[tuple[list[int], str, BBox]]:
             h = last[3] - last[1]
             nxt = [j for j, o in enumerate(lines) if j not in ids and 0 <= o.bbox[1] - last[3] + 0.4 * h < 0.8 * h
                    and abs(o.bbox[0] - lines[ids[0]].bbox[0]) < 3 and abs((o.bbox[3] - o.bbox[1]) - h) < 0.2 * h
-                   and not CAPTION_RE.match(o.text)]
+                   and not CAPTION_RE.match(o.text) and not any(_inside(o.bbox, b) > 0.5 for b in exclude)]
             if not nxt:
                 break
             ids.append(nxt[0])
@@ -359,8 +372,9 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE / 2 or (box[2] - box[0]) * (box[3] - box[1]) < MIN_SIDE ** 2:
             continue
         inside = [ln for ln in lines if _inside(ln.bbox, box) > 0.5]
-        if not has_image and len(members) <= 2 and sum(_area(ln.bbox) for ln in inside) > 0.25 * _area(box):
-            continue  # a shaded or framed text box, not a figure
+        text_cover = sum(_area(ln.bbox) for ln in inside) / _area(box)
+        if (not has_image and len(members) <= 2 and text_cover > 0.25) or (has_image and text_cover > 0.3):
+            continue  # a shaded or framed text box, or a scanned text insert (OCR'd), not a figure
         if not has_image:
             box, taken = absorb_labels(box, lines, skip | text_ids)
         regions.append(Region("figure", box, score=0.8, source="image" if has_image else "vector"))

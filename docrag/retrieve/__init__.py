@@ -25,6 +25,7 @@ __all__ = ["search", "dense_search", "Mode"]
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
+VISUAL_KINDS = ("figure", "chart", "table")
 
 
 def search(
@@ -65,7 +66,10 @@ def search(
         rankings.append(store.search_vector(qvec, depth, filters))
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
-    ranked = rrf(rankings, rrf_k) if mode == "hybrid" else rankings[0]
+    # Figure and table chunks hold few words (a caption, axis labels): their BM25
+    # ranks are noisy, so a search restricted to them leans on the dense side.
+    visual = filters is not None and filters.kind in VISUAL_KINDS
+    ranked = rrf(rankings, rrf_k, weights=[1.0, 0.25] if visual else None) if mode == "hybrid" else rankings[0]
     hits = store.hits(ranked[: max(depth, 3 * k)])
     if reranker is not None and hits:
         top = hits[: max(3 * k, 20)]

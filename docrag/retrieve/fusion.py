@@ -11,12 +11,12 @@ from docrag.types import Hit
 __all__ = ["rrf", "dedupe_overlaps", "group_by_page"]
 
 
-def rrf(rankings: list[list[tuple[int, float]]], k: int = 60) -> list[tuple[int, float]]:
-    """Reciprocal rank fusion: ``sum 1 / (k + rank)`` over the rankings, best first."""
+def rrf(rankings: list[list[tuple[int, float]]], k: int = 60, weights: list[float] | None = None) -> list[tuple[int, float]]:
+    """Reciprocal rank fusion: ``sum w / (k + rank)`` over the rankings, best first."""
     scores: dict[int, float] = {}
-    for ranking in rankings:
+    for ranking, w in zip(rankings, weights or [1.0] * len(rankings)):
         for rank, (item, _) in enumerate(ranking, 1):
-            scores[item] = scores.get(item, 0.0) + 1.0 / (k + rank)
+            scores[item] = scores.get(item, 0.0) + w / (k + rank)
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 

@@ -1,0 +1,366 @@
+"""MiniLM through onnxruntime: the default text embedder without torch at run time.
+
+The packaged all-MiniLM-L6-v2 is exported once with ``torch.onnx.export``
+(mean pooling and L2 normalization are part of the graph), its BERT
+sub-graphs are fused by onnxruntime's transformer optimizer, and the result is
+cached under ``$DOCRAG_CACHE/onnx/<key>/`` (default ``~/.cache/docrag``), where
+``<key>`` hashes the weights file and :data:`EXPORT_RECIPE`. Nothing is
+downloaded. ``minilm-onnx-int8`` adds dynamic int8 quantization (per-channel
+weights) on top of the same export.
+
+Texts are tokenized with the model's fast tokenizer, sorted by token count and
+batched so that a batch pads only to its own longest text; vectors come back
+in input order.
+
+>>> emb = OnnxEmbedder()  # doctest: +SKIP
+>>> emb.embed_documents(["hello", "world"]).shape  # doctest: +SKIP
+(2, 384)
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import os
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+from typing import Any, Iterator
+
+import numpy as np
+
+from docrag.embed import EMBEDDERS, TextEmbedder, check_vectors
+from docrag.errors import ModelError
+
+__all__ = ["OnnxEmbedder", "export_model", "cache_root", "EXPORT_RECIPE"]
+
+EXPORT_RECIPE = "minilm-onnx-v1"
+"""Bump when the export, fusion or quantization recipe changes: it re-keys the cache."""
+
+_INPUTS = ("input_ids", "attention_mask", "token_type_ids")
+_WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def cache_root() -> Path:
+    """Where exported models live: ``$DOCRAG_CACHE/onnx``, else ``$XDG_CACHE_HOME/docrag/onnx``, else ``~/.cache/docrag/onnx``."""
+    base = os.environ.get("DOCRAG_CACHE")
+    if not base:
+        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+        base = str(Path(xdg) / "docrag")
+    return Path(base).expanduser() / "onnx"
+
+
+def _weights_file(model_dir: Path) -> Path:
+    for name in _WEIGHT_FILES:
+        if (model_dir / name).is_file():
+            return model_dir / name
+    raise ModelError(f"{model_dir}: no {' or '.join(_WEIGHT_FILES)}; pass the directory of a BERT-style sentence-transformers model")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+@lru_cache(maxsize=16)
+def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
+    # The weights file is ~90 MB: hash it once per process and per version of the file.
+    return _sha256(Path(path))
+
+
+def _model_key(model_dir: Path) -> str:
+    weights = _weights_file(model_dir)
+    st = weights.stat()
+    h = hashlib.sha256()
+    h.update(_sha256_cached(str(weights), st.st_size, st.st_mtime_ns).encode())
+    for name in ("config.json", "tokenizer.json"):
+        if (model_dir / name).is_file():
+            h.update((model_dir / name).read_bytes())
+    h.update(EXPORT_RECIPE.encode())
+    return h.hexdigest()[:16]
+
+
+def _max_seq_length(model_dir: Path) -> int:
+    try:
+        return int(json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"])
+    except (OSError, KeyError, ValueError):
+        return 256
+
+
+@contextlib.contextmanager
+def _locked(directory: Path) -> Iterator[None]:
+    """An exclusive lock on ``directory`` so two processes do not export at once."""
+    directory.mkdir(parents=True, exist_ok=True)
+    try:
+        import fcntl
+    except ImportError:  # Windows: atomic replace alone keeps the file whole
+        yield
+        return
+    with open(directory / ".lock", "w") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _replace_atomically(write: Any, dest: Path) -> None:
+    """Call ``write(tmp_path)`` and move the result onto ``dest`` in one step."""
+    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache must stay readable
+        os.replace(tmp, dest)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def _export_fp32(model_dir: Path, dest: Path) -> dict[str, Any]:
+    """Trace the encoder + mean pooling + L2 normalization into ``dest`` (fused when possible)."""
+    try:
+        import torch
+        from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
+    except ImportError:
+        raise ImportError("exporting the ONNX embedder needs torch and transformers: pip install torch transformers") from None
+    hf_logging.disable_progress_bar()
+    # Eager attention traces to plain MatMul/Softmax, which onnxruntime fuses; sdpa traces its mask logic as constants.
+    encoder = AutoModel.from_pretrained(str(model_dir), local_files_only=True, attn_implementation="eager").eval()
+
+    class Pooled(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.encoder = encoder
+
+        def forward(self, input_ids, attention_mask, token_type_ids):  # type: ignore[no-untyped-def]
+            hidden = self.encoder(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+            mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+            mean = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+            return torch.nn.functional.normalize(mean, p=2.0, dim=1)
+
+    # Trace with padding in the batch so the mask path is recorded, not folded away.
+    ids = torch.tensor([[101, 7592, 2088, 2023, 2003, 1037, 3231, 102], [101, 7592, 102, 0, 0, 0, 0, 0]])
+    mask = (ids != 0).long()
+    axes = {name: {0: "batch", 1: "sequence"} for name in _INPUTS}
+    axes["embedding"] = {0: "batch"}
+
+    def write(tmp: Path) -> None:
+        import warnings
+
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")  # tracer chatter about constants that are constant for BERT
+            torch.onnx.export(
+                Pooled(), (ids, mask, torch.zeros_like(ids)), str(tmp), input_names=list(_INPUTS),
+                output_names=["embedding"], dynamic_axes=axes, opset_version=17, dynamo=False,
+            )
+        _fuse(tmp, encoder.config)
+
+    _replace_atomically(write, dest)
+    return {"torch": torch.__version__}
+
+
+def _fuse(path: Path, config: Any) -> None:
+    """Fuse attention, GELU and layer norms in place (onnxruntime's BERT optimizer); leave the graph as is if that fails."""
+    try:
+        from onnxruntime.transformers.optimizer import optimize_model
+
+        opt = optimize_model(str(path), model_type="bert", num_heads=config.num_attention_heads,
+                             hidden_size=config.hidden_size, opt_level=1)
+        opt.save_model_to_file(str(path))
+    except Exception:  # noqa: BLE001 - an unfused graph is slower, not wrong
+        pass
+
+
+def _quantize(src: Path, dest: Path) -> None:
+    """Dynamic int8: per-channel int8 weights, uint8 activations quantized per batch."""
+    try:
+        import onnx
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+    except ImportError:
+        raise ImportError("int8 quantization needs the onnx package: pip install onnx") from None
+
+    def write(tmp: Path) -> None:
+        import logging
+
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.ERROR)  # quantize_dynamic warns on the root logger about optional pre-processing
+        try:
+            quantize_dynamic(
+                str(src), str(tmp), weight_type=QuantType.QInt8, per_channel=True,
+                op_types_to_quantize=["MatMul", "Attention"],
+                extra_options={"DefaultTensorType": onnx.TensorProto.FLOAT},  # fused ops have no inferred types
+            )
+        finally:
+            root.setLevel(level)
+
+    _replace_atomically(write, dest)
+
+
+def _valid(path: Path) -> bool:
+    """``path`` exists and matches the size and hash recorded when it was written."""
+    meta = path.with_name(path.name + ".json")
+    try:
+        info = json.loads(meta.read_text())
+        return path.stat().st_size == info["size"] and _sha256(path) == info["sha256"]
+    except (OSError, ValueError, KeyError, TypeError):
+        return False
+
+
+def _record(path: Path, **extra: Any) -> None:
+    info = {"size": path.stat().st_size, "sha256": _sha256(path), "recipe": EXPORT_RECIPE, **extra}
+    meta = path.with_name(path.name + ".json")
+    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(info, indent=1)), meta)
+
+
+def export_model(model_dir: str | Path, quantize: bool = False, cache_dir: str | Path | None = None) -> Path:
+    """The cached ONNX file for ``model_dir``, exporting (and quantizing) it first when needed.
+
+    A missing, truncated or otherwise altered file is exported again.
+
+    >>> export_model(minilm_path()).name  # doctest: +SKIP
+    'model.onnx'
+    """
+    model_dir = Path(model_dir).expanduser()
+    folder = Path(cache_dir).expanduser() if cache_dir else cache_root()
+    folder = folder / _model_key(model_dir)
+    fp32 = folder / "model.onnx"
+    target = folder / "model.int8.onnx" if quantize else fp32
+    if _valid(target):
+        return target
+    with _locked(folder):
+        if not _valid(fp32):  # another process may have finished while we waited
+            extra = _export_fp32(model_dir, fp32)
+            _record(fp32, source=str(model_dir), **extra)
+        if quantize and not _valid(target):
+            _quantize(fp32, target)
+            _record(target, source=str(model_dir), quantized="dynamic int8, per-channel")
+    return target
+
+
+class OnnxEmbedder:
+    """A BERT-style sentence-transformers model (mean pooling) run by onnxruntime on CPU.
+
+    Args:
+        model_dir: Model directory; defaults to the packaged all-MiniLM-L6-v2.
+        name: Name recorded in the index (defaults by variant: ``minilm-onnx``, ``minilm-onnx-int8``).
+        quantize: Use the dynamic int8 model (faster, cosine ~0.99 to the fp32 vectors).
+        batch_size: Texts per forward pass, after sorting by token count.
+        max_tokens: Truncation length in tokens; defaults to the model's ``max_seq_length`` (256).
+        num_threads: onnxruntime intra-op threads; defaults to the cores this process may use.
+        cache_dir: Where exports are kept (default :func:`cache_root`).
+
+    >>> emb = OnnxEmbedder(quantize=True, num_threads=1)  # doctest: +SKIP
+    >>> emb.name, emb.dim  # doctest: +SKIP
+    ('minilm-onnx-int8', 384)
+    """
+
+    def __init__(
+        self,
+        model_dir: str | Path | None = None,
+        *,
+        name: str | None = None,
+        quantize: bool = False,
+        batch_size: int = 32,
+        max_tokens: int | None = None,
+        num_threads: int | None = None,
+        cache_dir: str | Path | None = None,
+    ) -> None:
+        if model_dir is None:
+            from docrag.embed.sentence import minilm_path
+
+            model_dir = minilm_path()
+        self.model_dir = Path(model_dir).expanduser()
+        self.quantize = quantize
+        self.name = name or ("minilm-onnx-int8" if quantize else "minilm-onnx")
+        self.batch_size = max(1, int(batch_size))
+        self.max_tokens = int(max_tokens or _max_seq_length(self.model_dir))
+        self.num_threads = int(num_threads or _available_cores())
+        self.model_path = export_model(self.model_dir, quantize=quantize, cache_dir=cache_dir)
+        self._session = self._open()
+        self._tokenizer = self._load_tokenizer()
+        self.dim = int(self._session.get_outputs()[0].shape[-1])
+
+    def _open(self) -> Any:
+        try:
+            import onnxruntime as ort
+        except ImportError:
+            raise ImportError("the ONNX embedder needs onnxruntime: pip install onnxruntime") from None
+        opts = ort.SessionOptions()
+        # Explicit threads: the default pool takes every core and oversubscribes next to OCR workers.
+        opts.intra_op_num_threads = self.num_threads
+        opts.inter_op_num_threads = 1
+        opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        try:
+            return ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
+        except Exception as exc:  # noqa: BLE001
+            raise ModelError(
+                f"cannot open {self.model_path} ({type(exc).__name__}); delete that folder to export it again"
+            ) from None
+
+    def _load_tokenizer(self) -> Any:
+        from tokenizers import Tokenizer
+
+        path = self.model_dir / "tokenizer.json"
+        if not path.is_file():
+            raise ModelError(f"{self.model_dir}: no tokenizer.json (a fast tokenizer is needed)")
+        tok = Tokenizer.from_file(str(path))
+        tok.no_padding()  # the file pads to 128; we pad per batch instead
+        tok.enable_truncation(self.max_tokens)
+        return tok
+
+    def token_lengths(self, texts: list[str]) -> np.ndarray:
+        """Token count of each text after truncation (``[CLS]`` and ``[SEP]`` included)."""
+        return np.array([len(e.ids) for e in self._tokenizer.encode_batch(list(texts))], dtype=np.int64)
+
+    def embed_documents(self, texts: list[str]) -> np.ndarray:
+        """Unit vectors for ``texts``, shape ``(len(texts), dim)``, in input order."""
+        texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        if not texts:
+            return out
+        encodings = self._tokenizer.encode_batch(texts)
+        lengths = np.array([len(e.ids) for e in encodings])
+        order = np.argsort(-lengths, kind="stable")  # longest first: a batch pads to its own longest
+        for start in range(0, len(order), self.batch_size):
+            rows = order[start:start + self.batch_size]
+            width = int(lengths[rows].max())
+            ids = np.zeros((len(rows), width), dtype=np.int64)
+            types = np.zeros_like(ids)
+            mask = np.zeros_like(ids)
+            for r, i in enumerate(rows):
+                enc = encodings[i]
+                n = len(enc.ids)
+                ids[r, :n] = enc.ids
+                types[r, :n] = enc.type_ids
+                mask[r, :n] = 1
+            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            out[rows] = self._session.run(None, feed)[0]
+        return check_vectors(out, self.dim)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        """The unit vector of one query, shape ``(dim,)``."""
+        return self.embed_documents([text])[0]
+
+
+def _available_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:
+        return max(1, os.cpu_count() or 1)
+
+
+@EMBEDDERS.register("minilm-onnx")
+def _minilm_onnx(batch_size: int = 32, **kwargs: Any) -> TextEmbedder:
+    return OnnxEmbedder(batch_size=batch_size, **kwargs)
+
+
+@EMBEDDERS.register("minilm-onnx-int8")
+def _minilm_onnx_int8(batch_size: int = 32, **kwargs: Any) -> TextEmbedder:
+    return OnnxEmbedder(quantize=True, batch_size=batch_size, **kwargs)

@@ -1,0 +1,79 @@
+"""Visual RAG: figures, charts and tables as searchable crops (offline default: their descriptions)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from docrag import Index
+from docrag.types import iou
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def visual_index(built_index) -> Index:
+    """The session index (it holds visual.pdf); searches are restricted to that file."""
+    index, _ = built_index
+    return _OnlyVisual(index)
+
+
+class _OnlyVisual:
+    def __init__(self, index: Index) -> None:
+        self.index = index
+
+    def search(self, query: str, **kw):
+        return self.index.search(query, source="visual.pdf", **kw)
+
+
+@pytest.fixture(scope="module")
+def truth(fixtures_dir: Path) -> list[tuple[int, dict]]:
+    gt = json.loads((fixtures_dir / "gt" / "visual.json").read_text())
+    return [(p["page"], r) for p in gt["pages"] for r in p["regions"]]
+
+
+def test_description_queries_find_their_figure_in_the_top_3(visual_index: Index, truth) -> None:
+    found = []
+    for page, region in truth:
+        kind = "table" if region["kind"] == "table" else "figure"
+        hits = visual_index.search(region["description"], k=3, kind=kind)
+        found.append(any(h.page == page and iou(h.bbox, tuple(region["bbox"])) > 0.5 for h in hits))
+    assert sum(found) / len(found) >= 0.8, found
+
+
+def test_kind_figure_returns_only_visual_hits(visual_index: Index) -> None:
+    hits = visual_index.search("fleet and parcels", k=10, kind="figure")
+    assert hits and {h.kind for h in hits} <= {"figure", "chart"}
+    assert {h.kind for h in visual_index.search("fleet and parcels", k=10, kind="table")} == {"table"}
+
+
+def test_visual_hits_carry_a_png_crop_matching_their_box(visual_index: Index) -> None:
+    hits = [h for kind in ("figure", "table") for h in visual_index.search("chart table photo diagram", k=20, kind=kind)]
+    assert len(hits) >= 8
+    for h in hits:
+        path = Path(h.image)
+        assert path.is_file() and path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        with Image.open(path) as img:
+            aspect = img.width / img.height
+        box_aspect = (h.bbox[2] - h.bbox[0]) / (h.bbox[3] - h.bbox[1])
+        assert abs(aspect - box_aspect) / box_aspect <= 0.02, (h.text[:40], aspect, box_aspect)
+
+
+def test_tables_keep_row_labels_with_their_values(visual_index: Index, truth) -> None:
+    tables = visual_index.search("table", k=10, kind="table")
+    texts = "\n".join(h.text for h in tables)
+    rows = [r for _, region in truth if region["kind"] == "table" for r in region.get("table_rows") or []]
+    assert rows
+    kept = sum(all(cell in line for cell in row) for row in rows for line in [next(
+        (ln for ln in texts.splitlines() if row[0] in ln), "")])
+    assert kept / len(rows) >= 0.8
+
+
+def test_langchain_retriever_filters_kind_and_carries_the_image(visual_index: Index) -> None:
+    from docrag.integrations.langchain import DocragRetriever
+
+    docs = DocragRetriever(index=visual_index.index, k=3, kind="figure").invoke("pie chart of fuel types")
+    assert docs and all(d.metadata["kind"] in ("figure", "chart") and Path(d.metadata["image"]).is_file() for d in docs)
