@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import shutil
 import sys
@@ -350,13 +351,13 @@ def run(pages: list[BenchPage], engines: list[Engine], verbose: bool) -> tuple[d
     return scores, rows
 
 
-HEADER = f"{'engine':<10} {'dpi':>4}  {'set':<9} {'pages':>5}  {'CER':>6}  {'CER_nows':>8}  {'WER':>6}  " \
+HEADER = f"{'engine':<10} {'dpi':>4}  {'set':<9} {'pages':>5}  {'CER':>7}  {'CER_nows':>8}  {'WER':>7}  " \
          f"{'wordF1':>6}  {'pages/s':>7}"
 
 
 def fmt(engine: Engine, set_name: str, f: dict[str, float]) -> str:
-    return (f"{engine.label:<10} {engine.dpi:>4}  {set_name:<9} {f['pages']:>5}  {f['cer']:>6.3f}  "
-            f"{f['cer_nows']:>8.3f}  {f['wer']:>6.3f}  {f['word_f1']:>6.3f}  {f['pages_per_s']:>7.3f}")
+    return (f"{engine.label:<10} {engine.dpi:>4}  {set_name:<9} {f['pages']:>5}  {f['cer']:>7.4f}  "
+            f"{f['cer_nows']:>8.4f}  {f['wer']:>7.4f}  {f['word_f1']:>6.3f}  {f['pages_per_s']:>7.3f}")
 
 
 def acceptance(scores: dict, default: str) -> list[str]:
@@ -372,7 +373,7 @@ def acceptance(scores: dict, default: str) -> list[str]:
         a, b = score.figures(), ref.figures()
         ok_cer, ok_speed = a["cer"] <= b["cer"], a["pages_per_s"] >= 2 * b["pages_per_s"]
         gate = " (acceptance)" if set_name in ("ocr-dev", "fixtures") else ""
-        out.append(f"{set_name:<9} dpi {engine.dpi}: CER {a['cer']:.3f} vs {b['cer']:.3f} "
+        out.append(f"{set_name:<9} dpi {engine.dpi}: CER {a['cer']:.4f} vs {b['cer']:.4f} "
                    f"{'ok' if ok_cer else 'FAIL'}; speed {a['pages_per_s'] / max(b['pages_per_s'], 1e-9):.2f}x "
                    f"{'ok' if ok_speed else 'FAIL'}{gate}")
     return out
@@ -401,8 +402,6 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    import os
-
     print(f"# OCR bench  {platform.python_version()}  cpus={os.cpu_count()}  {cpu}  default={default}  "
           f"reference={REFERENCE}")
     set_names = [s for s in args.sets if any(p.set == s for p in pages)]

@@ -15,10 +15,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterable, Iterator
 
+import numpy as np
+
 from docrag.chunk import chunk_page
 from docrag.chunk.visual import referring_sentences, visual_chunks
 from docrag.config import IngestOptions, options_from_env
 from docrag.embed import TextEmbedder, get_embedder
+from docrag.embed.image import ImageEmbedder, get_image_embedder
 from docrag.errors import DocragError, LoadError, StoreError
 from docrag.index import DB_NAME, LocalStore
 from docrag.io import open_document
@@ -170,11 +173,13 @@ class Index:
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
             vectors = self.embedder().embed_documents([c.text for c in chunks])
+            image_vectors = self._embed_crops(store, chunks, crops)
             replaces = [d for d in store.find_documents(str(Path(source).resolve())) if d != doc.doc_id]
             record = {"doc_id": doc.doc_id, "source": source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind}, "tags": tags}
-            store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops)
+            store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops,
+                               image_vectors=image_vectors)
         result.status = "replaced" if replaces else "indexed"
         result.chunks = len(chunks)
         return result
@@ -215,6 +220,34 @@ class Index:
         for i, chunk in enumerate(chunks):
             chunk.ordinal = i
         return pages, chunks
+
+    def image_embedder(self) -> ImageEmbedder | None:
+        """The image model of this index (from its meta, else the options), or None."""
+        stored = self.store().image_model() if self.exists else None
+        if stored is not None:
+            return get_image_embedder(stored[0], stored[1])
+        if self.options.image_embedder:
+            return get_image_embedder(self.options.image_embedder, self.options.image_model)
+        return None
+
+    def _embed_crops(self, store: LocalStore, chunks: list[Chunk], crops: dict[str, bytes]) -> dict[int, np.ndarray]:
+        """Image vectors of the figure crops, by chunk index (empty unless configured)."""
+        if not self.options.image_embedder and store.image_model() is None:
+            return {}
+        items = [(i, crops[Path(c.image).name]) for i, c in enumerate(chunks) if c.image and Path(c.image).name in crops]
+        if not items:
+            return {}
+        import cv2
+
+        model = self.image_embedder()
+        assert model is not None
+        stored = store.image_model()
+        engine, weights = (stored[0], stored[1]) if stored else (self.options.image_embedder, self.options.image_model)
+        store.set_image_model(str(engine), weights, model.dim)
+        images = [cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+                  for _, png in items]
+        vecs = model.embed_images(images)
+        return {i: v for (i, _), v in zip(items, vecs)}
 
     def delete(self, source: str) -> int:
         """Remove documents by source path or doc id; returns how many were removed."""
@@ -260,7 +293,7 @@ class Index:
         reranker = get_reranker(rerank) if rerank else None
         return search(self.store(), self.embedder(), query, k=k, mode=mode, filters=filters,  # type: ignore[arg-type]
                       rrf_k=rrf_k, reranker=reranker, window=window, group=group,  # type: ignore[arg-type]
-                      locate=locate)
+                      locate=locate, image_embedder=self.image_embedder())
 
     def info(self) -> dict[str, Any]:
         """Counts, embedder and FAISS state of the index."""

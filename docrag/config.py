@@ -53,6 +53,12 @@ class IngestOptions(BaseModel):
     figures: bool = Field(
         True, description="Find figures, charts and tables, crop them and index them as visual chunks."
     )
+    image_embedder: Optional[str] = Field(
+        None,
+        description="Also embed figure crops with an image model (siglip or clip; set --image-model) and fuse "
+        "its scores at search time. Default: figures are found by their description text only.",
+    )
+    image_model: Optional[str] = Field(None, description="Image model weights: a hub id or a local directory.")
     crop_dpi: int = Field(144, ge=36, le=600, description="Resolution of figure and table crops, in dots per inch.")
     min_ocr_confidence: float = Field(
         0.5, ge=0.0, le=1.0, description="Drop OCR lines read with a lower mean confidence."

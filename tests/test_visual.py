@@ -77,3 +77,34 @@ def test_langchain_retriever_filters_kind_and_carries_the_image(visual_index: In
 
     docs = DocragRetriever(index=visual_index.index, k=3, kind="figure").invoke("pie chart of fuel types")
     assert docs and all(d.metadata["kind"] in ("figure", "chart") and Path(d.metadata["image"]).is_file() for d in docs)
+
+
+def test_image_embedder_crops_go_to_image_faiss_and_join_the_fusion(tmp_path: Path, fixtures_dir: Path) -> None:
+    import numpy as np
+    from test_embed_image import FakeImageEmbedder
+
+    from docrag import IngestOptions
+    from docrag.embed.image import IMAGE_EMBEDDERS
+
+    if "fake-colour" not in IMAGE_EMBEDDERS.names():
+        IMAGE_EMBEDDERS.register("fake-colour")(lambda model=None, device="auto": FakeImageEmbedder())
+    index = Index(tmp_path / "ix", IngestOptions(embedder="fake-hash", image_embedder="fake-colour"))
+    index.ingest([fixtures_dir / "visual.pdf"])
+    store = index.store()
+    n_crops = store.db.execute("SELECT COUNT(*) FROM chunks WHERE image IS NOT NULL").fetchone()[0]
+    assert n_crops >= 8
+    assert store.db.execute("SELECT COUNT(*) FROM image_vectors").fetchone()[0] == n_crops
+    assert store.image_model() == ("fake-colour", None, FakeImageEmbedder.dim)
+    # The image side alone: the greenest crop answers "green".
+    from docrag.index import Filters
+
+    rows = store.db.execute("SELECT v.chunk_id, v.vector FROM image_vectors v JOIN chunks c ON c.id = v.chunk_id "
+                            "WHERE c.kind IN ('figure', 'chart')").fetchall()
+    greenest = max(rows, key=lambda r: np.frombuffer(r[1], np.float32)[1])[0]
+    query = FakeImageEmbedder().embed_text(["green"])[0]
+    assert store.search_image(query, 3, Filters(kind="figure"))[0][0] == greenest
+    assert (tmp_path / "ix" / "image.faiss").is_file()
+    # Fused: no caption says "green", yet the greenest picture comes up through the image side.
+    reopened = Index(tmp_path / "ix")
+    hits = reopened.search("green", k=3, kind="figure")
+    assert greenest in [h.chunk_id for h in hits]

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, line_spans TEXT NOT NULL, image TEXT,
     vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, page);
+CREATE TABLE IF NOT EXISTS image_vectors (chunk_id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
 """
 
@@ -94,6 +95,7 @@ class LocalStore:
         self.embedder = self.meta("embedder")
         self.dim = int(self.meta("dim"))
         self.vectors = VectorCache(self.path / "text.faiss", self.dim)
+        self._images: VectorCache | None = None
 
     # -- meta ---------------------------------------------------------------
 
@@ -188,6 +190,7 @@ class LocalStore:
         vectors: np.ndarray,
         replaces: list[str] = (),  # type: ignore[assignment]
         crops: dict[str, bytes] | None = None,
+        image_vectors: dict[int, np.ndarray] | None = None,
     ) -> list[int]:
         """Insert a document, its pages, chunks and vectors in one transaction.
 
@@ -228,6 +231,9 @@ class LocalStore:
                     )
                     ids.append(int(cur.lastrowid))
                     db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, chunk.text))
+                for i, vec in (image_vectors or {}).items():
+                    db.execute("INSERT INTO image_vectors VALUES (?, ?)",
+                               (ids[i], np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
             self._sync_vectors(np.asarray(ids, dtype=np.int64), vectors, removed)
         return ids
 
@@ -260,6 +266,7 @@ class LocalStore:
 
     @staticmethod
     def _delete_rows(db: sqlite3.Connection, doc_id: str) -> None:
+        db.execute("DELETE FROM image_vectors WHERE chunk_id IN (SELECT id FROM chunks WHERE doc_id = ?)", (doc_id,))
         db.execute("DELETE FROM chunks_fts WHERE rowid IN (SELECT id FROM chunks WHERE doc_id = ?)", (doc_id,))
         db.execute("DELETE FROM chunks WHERE doc_id = ?", (doc_id,))
         db.execute("DELETE FROM pages WHERE doc_id = ?", (doc_id,))
@@ -308,6 +315,41 @@ class LocalStore:
         return self.vectors
 
     # -- reading ------------------------------------------------------------
+
+    # -- image vectors ------------------------------------------------------
+
+    def image_model(self) -> tuple[str, str | None, int] | None:
+        """(engine, model, dim) of the image embedder this index uses, or None."""
+        row = dict(self.db.execute("SELECT key, value FROM meta WHERE key LIKE 'image_%'").fetchall())
+        if "image_engine" not in row:
+            return None
+        return row["image_engine"], row.get("image_model") or None, int(row["image_dim"])
+
+    def set_image_model(self, engine: str, model: str | None, dim: int) -> None:
+        """Record the image embedder on first use; another one later is an error."""
+        have = self.image_model()
+        if have is None:
+            with self._write_lock():
+                self.db.executemany("INSERT OR REPLACE INTO meta VALUES (?, ?)", [
+                    ("image_engine", engine), ("image_model", model or ""), ("image_dim", str(dim))])
+            return
+        if (have[0], have[1]) != (engine, model or None) or have[2] != dim:
+            raise StoreError(f"{self.path}: figures were embedded with {have[0]} ({have[1] or 'default weights'}), "
+                             f"not {engine} ({model or 'default weights'}); use the same --image-embedder/--image-model")
+
+    def search_image(self, query: np.ndarray, k: int, filters: Filters | None = None) -> list[tuple[int, float]]:
+        """Top ``k`` (chunk id, cosine) of figure crops for an image-space query vector."""
+        info = self.image_model()
+        if info is None:
+            return []
+        gen = self.generation
+        count = int(self.db.execute("SELECT COUNT(*) FROM image_vectors").fetchone()[0])
+        if self._images is None or self._images.dim != info[2]:
+            self._images = VectorCache(self.path / "image.faiss", info[2])
+        if not (self._images.index is not None and self._images.generation == gen) and not self._images.load(gen, count):
+            rows = self.db.execute("SELECT chunk_id, vector FROM image_vectors ORDER BY chunk_id")
+            self._images.rebuild(((int(r[0]), r[1]) for r in rows), gen)
+        return self._images.search(query, k, self.filter_ids(filters))
 
     def chunk_ids_all(self) -> np.ndarray:
         return np.asarray([r[0] for r in self.db.execute("SELECT id FROM chunks")], dtype=np.int64)

@@ -14,6 +14,7 @@ from typing import Literal
 import numpy as np
 
 from docrag.embed import TextEmbedder
+from docrag.embed.image import ImageEmbedder
 from docrag.index import Filters, LocalStore
 from docrag.retrieve.context import expand_window
 from docrag.retrieve.fusion import dedupe_overlaps, group_by_page, rrf
@@ -40,6 +41,7 @@ def search(
     window: int = 0,
     group: Literal["chunk", "page"] = "chunk",
     locate: bool = True,
+    image_embedder: ImageEmbedder | None = None,
 ) -> list[Hit]:
     """The ``k`` best chunks for ``query``.
 
@@ -51,6 +53,9 @@ def search(
         window: Add this many neighbouring chunks of the same page to each hit.
         group: ``page`` keeps one hit per page (its best chunk).
         locate: Narrow each hit's ``bbox`` to the lines matching the query.
+        image_embedder: When the index embedded its figure crops, the query
+            also goes through this model's text tower; the figure ranking it
+            gives joins the fusion (RRF) beside the text-side rankings.
     """
     if mode not in MODES:
         from docrag.errors import ConfigError
@@ -66,10 +71,17 @@ def search(
         rankings.append(store.search_vector(qvec, depth, filters))
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
+    weights = [1.0] * len(rankings)
     # Figure and table chunks hold few words (a caption, axis labels): their BM25
     # ranks are noisy, so a search restricted to them leans on the dense side.
     visual = filters is not None and filters.kind in VISUAL_KINDS
-    ranked = rrf(rankings, rrf_k, weights=[1.0, 0.25] if visual else None) if mode == "hybrid" else rankings[0]
+    if visual and mode == "hybrid":
+        weights[1] = 0.25
+    if image_embedder is not None and mode != "bm25":
+        # The picture side weighs as much as the text side together (a 50/50 fusion).
+        rankings.append(store.search_image(image_embedder.embed_text([query])[0], depth, filters))
+        weights.append(sum(weights))
+    ranked = rrf(rankings, rrf_k, weights=weights) if len(rankings) > 1 else rankings[0]
     hits = store.hits(ranked[: max(depth, 3 * k)])
     if reranker is not None and hits:
         top = hits[: max(3 * k, 20)]
