@@ -26,7 +26,9 @@ test: venv
 	$(PY) -m pytest -q
 
 fixtures: venv
+	$(PY) -m pip install --quiet "$(TORCH)" -e ".[test,dev]"
 	$(PY) fixtures/make_fixtures.py
+	$(PY) fixtures/make_visual_fixtures.py
 
 bench: venv
 	$(PY) bench/ingest.py
