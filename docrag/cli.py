@@ -239,8 +239,11 @@ def delete(sources: tuple[str, ...], index_dir: str) -> None:
 @click.option("--text", "as_text", is_flag=True, help="Print the text in reading order (the default output).")
 @click.option("--pdf", "pdf_out", type=click.Path(dir_okay=False), default=None,
               help="Write a searchable PDF: the same pages plus an invisible text layer on the printed words.")
+@click.option("--render", "render_dir", type=click.Path(file_okay=False), default=None,
+              help="Write each page as PNG with the lines (blue) and figures/tables (green) that were found.")
 @_options_from_model(IngestOptions)
-def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, **opts: Any) -> None:
+def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, render_dir: str | None,
+                **opts: Any) -> None:
     """OCR a PDF or image without indexing it (every page unless --ocr auto)."""
     from docrag.api import ocr as run_ocr
 
@@ -254,7 +257,16 @@ def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, **
         for warning in page.warnings:
             click.echo(f"warning: {file} (page {page.number}): {warning}", err=True)
         pages.append(page)
-        if not as_json and not pdf_out or as_text:
+        if render_dir:
+            from pathlib import Path
+
+            from docrag.integrations.highlight import render_boxes
+
+            boxes = [(ln.bbox, (40, 90, 230), 1) for ln in page.lines]
+            boxes += [(r.bbox, (20, 160, 60), 2) for r in page.regions]
+            out = render_boxes(file, page.number, boxes, Path(render_dir) / f"{Path(file).stem}-p{page.number}.png")
+            click.echo(f"rendered {out}", err=True)
+        if not as_json and not pdf_out and not render_dir or as_text:
             click.echo(page.text)
             click.echo("\f")
     if as_json:

@@ -111,3 +111,40 @@ def test_search_highlight_writes_the_page_with_the_box(built_index, tmp_path: Pa
     hit = index.search("Halvorsen depot zero lost-time injuries", k=1)[0]
     scale = img.shape[1] / 612
     assert abs(xs.min() / scale - hit.bbox[0]) < 3 and abs(ys.max() / scale - hit.bbox[3]) < 3
+
+
+def test_ocr_command_json_and_render(fixtures_dir: Path, tmp_path: Path, capsys) -> None:
+    code, out, _ = run(capsys, "ocr", str(fixtures_dir / "page_scan.png"), "--json", "--render", str(tmp_path / "r"))
+    assert code == 0
+    data = json.loads(out)
+    (page,) = data["pages"]
+    assert page["method"] == "ocr" and page["lines"] and page["lines"][0]["words"]
+    word = page["lines"][0]["words"][0]
+    assert set(word) == {"text", "confidence", "bbox"} and len(word["bbox"]) == 4
+    assert (tmp_path / "r" / "page_scan-p1.png").is_file()
+
+
+def test_mixed_page_ocrs_the_scanned_insert_without_duplicates(fixtures_dir: Path, tmp_path: Path) -> None:
+    """A digital page carrying a screenshot of text: both are read, nothing twice."""
+    import pymupdf
+
+    from docrag.config import IngestOptions
+    from docrag.io import open_document
+    from docrag.pipeline import process_page
+
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    page.insert_text((72, 60), "Quarterly memo digest prepared by the facilities team", fontsize=11)
+    for i in range(12):
+        page.insert_text((72, 80 + 14 * i), f"Paragraph line {i} of the digest describes the depot maintenance plan.",
+                         fontsize=10)
+    page.insert_image(pymupdf.Rect(100, 260, 500, 777), filename=str(fixtures_dir / "page_scan.png"))
+    path = tmp_path / "mixed-insert.pdf"
+    doc.save(path)
+    with open_document(path) as d:
+        result = process_page(d.page(1), IngestOptions())
+    text = " ".join(ln.text for ln in result.lines)
+    assert result.method == "mixed"
+    assert text.count("Quarterly memo digest") == 1
+    assert "dock leveler at door 14" in text
+    assert all(ln.source == "ocr" for ln in result.lines if "leveler" in ln.text)

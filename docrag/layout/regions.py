@@ -373,8 +373,9 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
             continue
         inside = [ln for ln in lines if _inside(ln.bbox, box) > 0.5]
         text_cover = sum(_area(ln.bbox) for ln in inside) / _area(box)
-        if (not has_image and len(members) <= 2 and text_cover > 0.25) or (has_image and text_cover > 0.3):
-            continue  # a shaded or framed text box, or a scanned text insert (OCR'd), not a figure
+        prose = len(inside) >= 6 and sum(len(ln.text) for ln in inside) / len(inside) >= 25
+        if (not has_image and len(members) <= 2 and text_cover > 0.25) or (has_image and (text_cover > 0.3 or prose)):
+            continue  # a shaded or framed text box, or a scanned text insert (lines of prose), not a figure
         if not has_image:
             box, taken = absorb_labels(box, lines, skip | text_ids)
         regions.append(Region("figure", box, score=0.8, source="image" if has_image else "vector"))

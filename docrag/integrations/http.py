@@ -1,0 +1,514 @@
+"""``docrag serve``: the index as an HTTP retriever service (FastAPI).
+
+Routes: ``POST /search`` (the JSON of ``docrag search --json``), ``GET/POST
+/documents`` (uploads are ingested in the background: ``GET /jobs/{id}``),
+``DELETE /documents/{doc_id}``, ``GET /crops/{name}``, ``GET /health`` and an
+OpenAI-compatible ``POST /v1/embeddings``; OpenAPI docs at ``/docs``. Errors
+are ``{"error": {"message", "type"}}`` with a 4xx status for bad requests and
+a bare 500 (logged, no traceback) for bugs.
+
+>>> app = create_app("my-index", token="s3cret")  # doctest: +SKIP
+>>> serve("my-index", host="0.0.0.0", port=8080)  # doctest: +SKIP
+Traceback (most recent call last):
+docrag.errors.ConfigError: refusing to listen on 0.0.0.0 without a token; ...
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import os
+import re
+import secrets
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any, AsyncIterator, Literal, Optional, Union
+
+try:
+    from fastapi import APIRouter, Depends, FastAPI, Request, Response
+    from fastapi.exceptions import RequestValidationError
+    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+    from starlette.exceptions import HTTPException as StarletteHTTPException
+except ImportError:  # pragma: no cover - depends on the environment
+    raise ImportError("docrag serve needs FastAPI: pip install 'docrag[serve]' "
+                      "(or: pip install fastapi uvicorn python-multipart)") from None
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from docrag.config import IngestOptions, options_from_env
+from docrag.errors import ConfigError, DocragError, LoadError, ModelError, StoreError
+from docrag.index import parse_pages, parse_tags
+from docrag.integrations.jobs import (Job, ReaderPool, SharedEmbedder, UploadError, Writer, _ServiceIndex,
+                                      receive_uploads)
+from docrag.types import Hit
+
+__all__ = ["create_app", "serve", "is_loopback"]
+
+log = logging.getLogger("docrag.serve")
+
+CROP_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
+DOC_ID = re.compile(r"^[0-9a-f]{64}$")
+HIT_KEYS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image")
+_STATUS = {ConfigError: 400, LoadError: 422, ModelError: 422, StoreError: 409}
+
+
+# -- request and response models ----------------------------------------------
+
+
+class SearchRequest(BaseModel):
+    """A search: the same options as ``docrag search``."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    query: str = Field(..., max_length=10_000, description="What to look for, in natural language.")
+    k: int = Field(5, ge=1, le=1000, description="Number of hits.")
+    kind: Literal["any", "text", "table", "figure", "chart", "caption"] = Field(
+        "any", description="Only hits of this kind ('figure' includes charts).")
+    mode: Literal["hybrid", "dense", "bm25"] = Field(
+        "hybrid", description="hybrid: BM25 and dense fused by reciprocal rank fusion.")
+    source: Optional[str] = Field(None, description="Only documents whose source or file name matches this glob.")
+    pages: Optional[tuple[int, int]] = Field(
+        None, description="Only this page range, 1-based and inclusive: \"2-5\", \"3\", [2, 5] or [3].")
+    tags: dict[str, str] = Field(default_factory=dict, description="Only documents with all these tags.")
+    rerank: Optional[str] = Field(
+        None, description="Re-score the top hits with this cross-encoder; only models the server enables.")
+    window: int = Field(0, ge=0, le=20, description="Add N neighbouring chunks of the same page to each hit.")
+    group: Literal["chunk", "page"] = Field("chunk", description="page: one hit per page (its best chunk).")
+    rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant of hybrid mode.")
+
+    @field_validator("pages", mode="before")
+    @classmethod
+    def _pages(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            try:
+                return parse_pages(value)
+            except ConfigError as exc:
+                raise ValueError(str(exc)) from None
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = [value]
+        if isinstance(value, list) and len(value) == 1:
+            value = [value[0], value[0]]
+        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
+            if not 1 <= value[0] <= value[1]:
+                raise ValueError(f"bad page range {list(value)}: pages are 1-based and first <= last")
+        return value
+
+
+class HitOut(BaseModel):
+    """One hit, as ``docrag search --json`` prints it."""
+
+    source: str = Field(description="The document's source (its file name for uploads).")
+    doc_id: str = Field(description="sha256 of the document's bytes.")
+    page: int = Field(description="1-based page number.")
+    bbox: tuple[float, float, float, float] = Field(
+        description="Evidence box (the lines matching the query): x0, y0, x1, y1 in PDF points, top-left origin.")
+    chunk_bbox: Optional[tuple[float, float, float, float]] = Field(description="Box of the whole chunk.")
+    kind: str = Field(description="text, table, figure, chart or caption.")
+    text: str = Field(description="The chunk's text (with its neighbours when window > 0).")
+    score: float = Field(description="Relevance score (higher is better; scale depends on the mode).")
+    image: Optional[str] = Field(description="For figures and tables: URL path of the crop (GET /crops/{name}).")
+
+
+class DocumentOut(BaseModel):
+    """A document of the index."""
+
+    doc_id: str = Field(description="sha256 of the document's bytes.")
+    source: str = Field(description="The source label (file name for uploads, path for CLI ingests).")
+    pages: int = Field(description="Number of pages.")
+    chunks: int = Field(description="Number of chunks indexed.")
+    size: int = Field(description="File size in bytes.")
+    added_at: float = Field(description="When it was indexed (Unix time).")
+    tags: dict[str, str] = Field(description="Tags given at ingest.")
+
+
+class JobOut(BaseModel):
+    """A background job (an upload's ingest, or a delete) and its per-file report."""
+
+    id: str = Field(description="Job id; poll GET /jobs/{id}.")
+    kind: Literal["ingest", "delete"] = Field(description="What the job does.")
+    status: Literal["queued", "running", "done", "failed"] = Field(description="Where the job stands.")
+    created_at: float = Field(description="Unix time the job was queued.")
+    started_at: Optional[float] = Field(description="Unix time it started.")
+    finished_at: Optional[float] = Field(description="Unix time it finished.")
+    files: list[dict[str, Any]] = Field(
+        description="Per file: source, status (indexed/unchanged/replaced/failed), doc_id, pages, chunks, error...")
+    error: Optional[str] = Field(description="Why the job failed, one line per failed file.")
+    deleted: Optional[int] = Field(description="For deletes: how many documents were removed.")
+
+
+class EmbeddingsRequest(BaseModel):
+    """OpenAI-compatible embeddings request."""
+
+    input: Union[str, list[str]] = Field(..., description="A text or a list of texts (token arrays are not accepted).")
+    model: Optional[str] = Field(None, description="Must be the index's embedder (see GET /v1/models) when given.")
+    encoding_format: Literal["float", "base64"] = Field("float", description="float lists or base64 float32.")
+    dimensions: Optional[int] = Field(None, description="Must equal the embedder's dimension when given.")
+    user: Optional[str] = Field(None, description="Ignored.")
+
+
+class ErrorOut(BaseModel):
+    """Every error: ``{"error": {"message": ..., "type": ...}}``."""
+
+    error: dict[str, str] = Field(description="message (what went wrong and what to do) and type.")
+
+
+# -- the service ----------------------------------------------------------------
+
+
+class _Service:
+    """What the routes share: index dir, readers, the writer, limits."""
+
+    def __init__(self, index_dir: Path, options: IngestOptions, token: str | None, max_upload_mb: float,
+                 rerankers: tuple[str, ...], readers: int) -> None:
+        self.path = index_dir
+        self.token = token
+        self.max_bytes = int(max_upload_mb * 1_000_000)
+        self.rerankers = rerankers
+        self.embedder = SharedEmbedder(index_dir, options)
+        self.readers = ReaderPool(index_dir, options, self.embedder, readers)
+        self.writer = Writer(_ServiceIndex(index_dir, options, self.embedder), index_dir / "uploads")
+
+    def close(self) -> None:
+        self.writer.close()
+        self.readers.close()
+
+
+class ApiError(Exception):
+    """An error answered as-is: status, message, type."""
+
+    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
+                 headers: dict[str, str] | None = None) -> None:
+        super().__init__(message)
+        self.status, self.message, self.kind, self.headers = status, message, kind, headers
+
+
+def _svc(request: Request) -> _Service:
+    return request.app.state.docrag  # type: ignore[no-any-return]
+
+
+_bearer = HTTPBearer(auto_error=False, description="The server's token (--token or DOCRAG_TOKEN).")
+
+
+def _check_token(request: Request, cred: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:
+    token = _svc(request).token
+    if token is None:
+        return
+    given = cred.credentials if cred is not None else ""
+    if not secrets.compare_digest(given.encode(), token.encode()):
+        raise ApiError(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'",
+                       "authentication_error", {"WWW-Authenticate": "Bearer"})
+
+
+def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
+    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status, headers=headers)
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def _api(_: Request, exc: ApiError) -> JSONResponse:
+        return _error(exc.status, exc.message, exc.kind, exc.headers)
+
+    @app.exception_handler(DocragError)
+    async def _docrag(_: Request, exc: DocragError) -> JSONResponse:
+        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
+        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
+        return _error(status, str(exc).splitlines()[0] if str(exc) else kind, kind)
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
+        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
+                 for e in exc.errors()]
+        return _error(422, "; ".join(parts) or "invalid request", "validation_error")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return _error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error",
+                      getattr(exc, "headers", None))
+
+
+class _CatchAll:
+    """ASGI middleware: an unexpected exception becomes a JSON 500 (logged here, never shown)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        started = False
+
+        async def send_once(message: dict) -> None:
+            nonlocal started
+            started = started or message["type"] == "http.response.start"
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_once)
+        except Exception:
+            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
+            if not started:
+                await _error(500, "internal server error; the server log has the details",
+                             "internal_error")(scope, receive, send)
+
+
+# -- routes --------------------------------------------------------------------
+
+_ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 401, 404, 409, 413, 415, 422, 500)}
+router = APIRouter(dependencies=[Depends(_check_token)], responses=_ERRORS)
+
+
+@router.post("/search", response_model=list[HitOut], summary="Search the index", tags=["search"])
+def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
+    """The ``k`` best chunks for the query, each with its file, page and box (``docrag search --json``)."""
+    svc = _svc(request)
+    if body.rerank and body.rerank not in svc.rerankers:
+        enabled = ", ".join(svc.rerankers) or "none"
+        raise ApiError(400, f"reranker {body.rerank!r} is not enabled on this server (enabled: {enabled}); "
+                            "start it with --rerank-model to allow one")
+    with svc.readers.reader() as index:
+        if not index.exists:
+            return []
+        hits = index.search(body.query, k=body.k, kind=body.kind, mode=body.mode, source=body.source,
+                            pages=body.pages, tags=body.tags, rerank=body.rerank, window=body.window,
+                            group=body.group, rrf_k=body.rrf_k)
+    root = request.scope.get("root_path", "")
+    return [_hit_json(h, root) for h in hits]
+
+
+def _hit_json(hit: Hit, root: str) -> dict[str, Any]:
+    out = {key: getattr(hit, key) for key in HIT_KEYS}
+    if hit.image:  # a URL the client can fetch, not a path on the server
+        out["image"] = f"{root}/crops/{Path(hit.image).name}"
+    return out
+
+
+@router.get("/documents", response_model=list[DocumentOut], summary="List documents", tags=["documents"])
+def documents(request: Request) -> list[dict[str, Any]]:
+    """Every document of the index, oldest first."""
+    with _svc(request).readers.reader() as index:
+        return index.documents() if index.exists else []
+
+
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "PDF or image files (repeat the field for several)."},
+        "tag": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE tags for all files."}}}}}}}
+
+
+@router.post("/documents", status_code=202, response_model=JobOut, summary="Upload documents",
+             tags=["documents"], openapi_extra=_UPLOAD_BODY)
+async def upload(request: Request, response: Response) -> dict[str, Any]:
+    """Store the files and queue their ingestion; poll ``GET /jobs/{id}`` for the report.
+
+    Files are checked by content at once (400 when not a PDF or image); the
+    size limit applies to all files of the request together (413).
+    """
+    svc = _svc(request)
+    try:
+        uploads, fields = await receive_uploads(request.headers, request.stream(), svc.path / "uploads",
+                                                svc.max_bytes)
+    except UploadError as exc:
+        raise ApiError(exc.status, str(exc), "too_large" if exc.status == 413 else "invalid_request_error") from None
+    unknown = sorted(set(fields) - {"tag"})
+    try:
+        if unknown:
+            raise ConfigError(f"unknown form field(s) {', '.join(unknown)}; send 'file' and optionally 'tag'")
+        tags = parse_tags(fields.get("tag", []))
+    except ConfigError:
+        for u in uploads:
+            u.path.unlink(missing_ok=True)
+        raise
+    job = svc.writer.ingest(uploads, tags)
+    response.headers["Location"] = f"{request.scope.get('root_path', '')}/jobs/{job.id}"
+    return job.to_dict()
+
+
+@router.delete("/documents/{doc_id}", response_model=JobOut, summary="Delete a document", tags=["documents"],
+               responses={202: {"model": JobOut, "description": "Queued behind a running job; poll /jobs/{id}."}})
+def delete_document(doc_id: str, request: Request, response: Response) -> dict[str, Any]:
+    """Remove a document everywhere (by the writer, after any running ingest); 200 when done within 30 s."""
+    svc = _svc(request)
+    if not DOC_ID.fullmatch(doc_id):
+        raise ApiError(404, f"no document {doc_id!r}: a doc_id is the 64-hex sha256 listed by GET /documents",
+                       "not_found")
+    with svc.readers.reader() as index:
+        present = index.exists and index.store().has_document(doc_id)
+    if not present:
+        raise ApiError(404, f"no document {doc_id} in the index", "not_found")
+    job = svc.writer.delete(doc_id)
+    if not job.finished.wait(30.0):
+        response.status_code = 202
+    return job.to_dict()
+
+
+@router.get("/jobs", response_model=list[JobOut], summary="Recent jobs", tags=["documents"])
+def jobs(request: Request) -> list[dict[str, Any]]:
+    """Queued, running and recent finished jobs, oldest first."""
+    return [j.to_dict() for j in _svc(request).writer.jobs()]
+
+
+@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status and report", tags=["documents"])
+def job(job_id: str, request: Request) -> dict[str, Any]:
+    """Status (queued/running/done/failed) and the per-file ingest report."""
+    found: Job | None = _svc(request).writer.get(job_id)
+    if found is None:
+        raise ApiError(404, f"no job {job_id!r} (finished jobs are kept for the last 1000)", "not_found")
+    return found.to_dict()
+
+
+@router.get("/crops/{name}", response_class=FileResponse, summary="A figure or table crop", tags=["search"],
+            responses={200: {"content": {"image/png": {}}}})
+def crop(name: str, request: Request) -> FileResponse:
+    """The PNG named by a hit's ``image``."""
+    path = _svc(request).path / "crops" / name
+    if not CROP_NAME.fullmatch(name) or not path.is_file():
+        raise ApiError(404, f"no crop {name!r}", "not_found")
+    return FileResponse(path, media_type="image/png")
+
+
+@router.get("/v1/models", summary="The embedding model (OpenAI-compatible)", tags=["embeddings"])
+def models(request: Request) -> dict[str, Any]:
+    """The one model ``/v1/embeddings`` serves: the index's text embedder."""
+    name = _svc(request).embedder.get().name
+    return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "docrag"}]}
+
+
+@router.post("/v1/embeddings", summary="Embed texts (OpenAI-compatible)", tags=["embeddings"])
+def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
+    """Vectors from the index's text embedder, in OpenAI's response format.
+
+    ``usage`` counts words and punctuation, an approximation of tokens.
+    """
+    embedder = _svc(request).embedder.get()
+    texts = [body.input] if isinstance(body.input, str) else body.input
+    if not texts or len(texts) > 2048 or any(not t for t in texts):
+        raise ApiError(400, "input must be a non-empty text or a list of 1 to 2048 non-empty texts")
+    if sum(map(len, texts)) > 4_000_000:
+        raise ApiError(413, "input over 4 million characters; send fewer texts per request", "too_large")
+    if body.model is not None and body.model != embedder.name:
+        raise ApiError(404, f"model {body.model!r} is not served here; this index embeds with {embedder.name!r}",
+                       "model_not_found")
+    if body.dimensions is not None and body.dimensions != embedder.dim:
+        raise ApiError(400, f"dimensions must be {embedder.dim} (the embedder's) when given")
+    vectors = embedder.embed_documents(texts)
+    data = [{"object": "embedding", "index": i,
+             "embedding": base64.b64encode(v.astype("<f4").tobytes()).decode() if body.encoding_format == "base64"
+             else [float(x) for x in v]} for i, v in enumerate(vectors)]
+    tokens = sum(len(re.findall(r"\w+|[^\w\s]", t)) for t in texts)
+    return {"object": "list", "data": data, "model": embedder.name,
+            "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}
+
+
+def health(request: Request) -> dict[str, Any]:
+    """Liveness and the index's state (no token needed)."""
+    svc = _svc(request)
+    with svc.readers.reader() as index:
+        generation = index.info()["generation"] if index.exists else None
+    return {"status": "ok", "index": generation is not None, "generation": generation,
+            "jobs_pending": svc.writer.pending()}
+
+
+# -- the app --------------------------------------------------------------------
+
+
+def create_app(
+    index_dir: str | Path,
+    token: str | None = None,
+    max_upload_mb: float = 200,
+    options: IngestOptions | None = None,
+    *,
+    rerankers: tuple[str, ...] | list[str] = (),
+    cors_origins: tuple[str, ...] | list[str] = (),
+    readers: int = 4,
+) -> FastAPI:
+    """The FastAPI app serving the index at ``index_dir`` (created by the first upload when missing).
+
+    Args:
+        token: When set, every route but ``/health`` and the docs needs ``Authorization: Bearer <token>``.
+        max_upload_mb: Limit on the files of one upload together (413 past it).
+        options: How uploads are ingested; defaults come from ``DOCRAG_*`` variables.
+        rerankers: Cross-encoders clients may ask for in ``rerank`` (none by default: a
+            client-chosen model name is a path or a download on the server).
+        cors_origins: Origins allowed by CORS; empty (the default) leaves CORS off.
+        readers: Searches that run at once, each with its own SQLite connection and FAISS cache.
+
+    >>> from fastapi.testclient import TestClient  # doctest: +SKIP
+    >>> TestClient(create_app("my-index")).post("/search", json={"query": "fleet size"}).json()[0]["page"]  # doctest: +SKIP
+    2
+    """
+    svc = _Service(Path(index_dir), options or options_from_env(IngestOptions), token or None, max_upload_mb,
+                   tuple(rerankers), readers)
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        svc.close()
+
+    app = FastAPI(title="docrag", summary="Search PDFs and scans with page-and-box citations.",
+                  version=_version(), lifespan=lifespan)
+    app.state.docrag = svc
+    _install_error_handlers(app)
+    app.include_router(router)
+    app.add_api_route("/health", health, methods=["GET"], summary="Health", tags=["service"])
+    app.add_middleware(_CatchAll)
+    if cors_origins:
+        from fastapi.middleware.cors import CORSMiddleware
+
+        app.add_middleware(CORSMiddleware, allow_origins=list(cors_origins), allow_methods=["*"],
+                           allow_headers=["Authorization", "Content-Type"])
+    return app
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("docrag")
+    except Exception:  # not installed (a source checkout)
+        return "0"
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` only accepts connections from this machine.
+
+    >>> is_loopback("127.0.0.1"), is_loopback("localhost"), is_loopback("::1"), is_loopback("0.0.0.0")
+    (True, True, True, False)
+    """
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip().strip("[]")).is_loopback
+    except ValueError:  # a host name: it may resolve anywhere
+        return False
+
+
+def serve(
+    index_dir: str | Path,
+    host: str = "127.0.0.1",
+    port: int = 8080,
+    token: str | None = None,
+    *,
+    max_upload_mb: float = 200,
+    options: IngestOptions | None = None,
+    rerankers: tuple[str, ...] | list[str] = (),
+    cors_origins: tuple[str, ...] | list[str] = (),
+    log_level: str = "info",
+) -> None:
+    """Run the service with uvicorn (one process: it holds the index's only writer).
+
+    Raises:
+        ConfigError: ``host`` is not loopback and there is no token (``token`` or ``DOCRAG_TOKEN``).
+    """
+    token = token or os.environ.get("DOCRAG_TOKEN") or None
+    if token is None and not is_loopback(host):
+        raise ConfigError(f"refusing to listen on {host} without a token; pass --token or set DOCRAG_TOKEN "
+                          "(or bind to 127.0.0.1)")
+    try:
+        import uvicorn
+    except ImportError:
+        raise ImportError("docrag serve needs uvicorn: pip install 'docrag[serve]'") from None
+    app = create_app(index_dir, token, max_upload_mb, options, rerankers=rerankers, cors_origins=cors_origins)
+    uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)
