@@ -139,22 +139,29 @@ class Index:
     # -- writing ------------------------------------------------------------
 
     def ingest(
-        self, paths: Iterable[str | Path], progress: ProgressFn | None = None, tags: dict[str, str] | None = None
+        self,
+        paths: Iterable[str | Path],
+        progress: ProgressFn | None = None,
+        tags: dict[str, str] | None = None,
+        labels: dict[str, str] | None = None,
     ) -> IngestReport:
         """Add files (or directories of files) to the index.
 
         Unchanged files (same bytes) are skipped; a changed file replaces its
         previous version; a bad file is reported and leaves the index untouched.
         ``tags`` (e.g. ``{"year": "2023"}``) are stored per document for filtering.
+        ``labels`` maps a path as given to the name recorded as its source (an
+        upload's original file name).
         """
         start = time.perf_counter()
         report = IngestReport()
         for source in expand_paths(paths):
-            report.files.append(self._ingest_file(source, progress, dict(tags or {})))
+            report.files.append(self._ingest_file(source, progress, dict(tags or {}), (labels or {}).get(source)))
         report.seconds = time.perf_counter() - start
         return report
 
-    def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str]) -> FileResult:
+    def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str],
+                     label: str | None = None) -> FileResult:
         result = FileResult(source=source, status="failed")
         try:
             doc = open_document(source)
@@ -175,7 +182,7 @@ class Index:
             vectors = self.embedder().embed_documents([c.text for c in chunks])
             image_vectors = self._embed_crops(store, chunks, crops)
             replaces = [d for d in store.find_documents(str(Path(source).resolve())) if d != doc.doc_id]
-            record = {"doc_id": doc.doc_id, "source": source, "path": str(Path(source).resolve()),
+            record = {"doc_id": doc.doc_id, "source": label or source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind}, "tags": tags}
             store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops,

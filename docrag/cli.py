@@ -233,6 +233,33 @@ def delete(sources: tuple[str, ...], index_dir: str) -> None:
         raise click.ClickException("not in the index: " + ", ".join(missing))
 
 
+@cli.command()
+@click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False),
+              help="Index directory (created by the first upload when missing).")
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; any address but loopback needs --token.")
+@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
+@click.option("--token", envvar="DOCRAG_TOKEN", default=None,
+              help="Bearer token every request but /health must carry (or set DOCRAG_TOKEN).")
+@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=200, show_default=True,
+              help="Limit on the files of one upload together, in MB (413 past it).")
+@click.option("--rerank-model", "rerankers", multiple=True, metavar="MODEL",
+              help="A cross-encoder (hub id or dir) clients may name in 'rerank' (repeatable; none by default).")
+@click.option("--cors-origin", "cors_origins", multiple=True, metavar="URL",
+              help="Allow browser requests from this origin (repeatable); CORS is off without it.")
+@_options_from_model(IngestOptions)
+def serve(index_dir: str, host: str, port: int, token: str | None, max_upload_mb: float, rerankers: tuple[str, ...],
+          cors_origins: tuple[str, ...], **opts: Any) -> None:
+    """Serve an index over HTTP: search, uploads, deletes, OpenAI-style embeddings (docs at /docs)."""
+    try:
+        from docrag.integrations.http import serve as run_server
+
+        run_server(index_dir, host=host, port=port, token=token, max_upload_mb=max_upload_mb,
+                   options=options_from_env(IngestOptions, **opts), rerankers=rerankers, cors_origins=cors_origins)
+    except ImportError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
 @cli.command("ocr")
 @click.argument("file", type=click.Path())
 @click.option("--json", "as_json", is_flag=True, help="Print pages -> lines -> words (text, confidence, bbox in PDF points).")

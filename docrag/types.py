@@ -179,6 +179,8 @@ class Hit(_Serializable):
     chunk_id: int | None = None
     chunk_bbox: BBox | None = None
     line_spans: list[tuple[int, int]] = field(default_factory=list)
+    path: str | None = None
+    """Absolute path of the document file (``source`` is the name it was ingested under)."""
 
 
 def union(boxes: list[BBox]) -> BBox:

@@ -391,7 +391,7 @@ class LocalStore:
         rows = {
             r["id"]: r
             for r in self.db.execute(
-                f"SELECT c.id, c.doc_id, d.source, c.page, c.text, c.bbox, c.line_boxes, c.line_spans, c.kind, "
+                f"SELECT c.id, c.doc_id, d.source, d.path, c.page, c.text, c.bbox, c.line_boxes, c.line_spans, c.kind, "
                 f"c.image "
                 f"FROM chunks c JOIN documents d USING (doc_id) WHERE c.id IN ({marks})", ids,
             )
@@ -406,7 +406,7 @@ class LocalStore:
                            bbox=bbox, kind=r["kind"], score=score,
                            line_boxes=[tuple(b) for b in json.loads(r["line_boxes"])],
                            image=str(self.path / r["image"]) if r["image"] else None, chunk_id=cid, chunk_bbox=bbox,
-                           line_spans=[tuple(s) for s in json.loads(r["line_spans"])]))
+                           line_spans=[tuple(s) for s in json.loads(r["line_spans"])], path=r["path"]))
         return out
 
     def stats(self) -> dict[str, Any]:

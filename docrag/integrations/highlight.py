@@ -58,4 +58,4 @@ def render_hit(hit: Hit, out: str | Path, dpi: int = 100) -> Path:
     if hit.chunk_bbox and hit.chunk_bbox != hit.bbox:
         boxes.append((hit.chunk_bbox, CHUNK, 1))
     boxes.append((hit.bbox, EVIDENCE, 3))
-    return render_boxes(hit.source, hit.page, boxes, out, dpi)
+    return render_boxes(hit.path or hit.source, hit.page, boxes, out, dpi)

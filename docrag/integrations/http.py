@@ -23,23 +23,25 @@ import re
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Any, AsyncIterator, Literal, Optional, Union
+from typing import Annotated, Any, AsyncIterator, Literal, Optional, Union
 
-try:
+try:  # optional: pip install 'docrag[serve]'; create_app says so when missing
     from fastapi import APIRouter, Depends, FastAPI, Request, Response
     from fastapi.exceptions import RequestValidationError
     from fastapi.responses import FileResponse, JSONResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
     from starlette.exceptions import HTTPException as StarletteHTTPException
-except ImportError:  # pragma: no cover - depends on the environment
-    raise ImportError("docrag serve needs FastAPI: pip install 'docrag[serve]' "
-                      "(or: pip install fastapi uvicorn python-multipart)") from None
+
+    _bearer = HTTPBearer(auto_error=False, description="The server's token (--token or DOCRAG_TOKEN).")
+    _MISSING: ImportError | None = None
+except ImportError as _exc:  # pragma: no cover - depends on the environment
+    _MISSING = _exc
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from docrag.config import IngestOptions, options_from_env
 from docrag.errors import ConfigError, DocragError, LoadError, ModelError, StoreError
 from docrag.index import parse_pages, parse_tags
-from docrag.integrations.jobs import (Job, ReaderPool, SharedEmbedder, UploadError, Writer, _ServiceIndex,
+from docrag.integrations.jobs import (Job, ReaderPool, SharedEmbedder, UploadError, Writer, ServiceIndex,
                                       receive_uploads)
 from docrag.types import Hit
 
@@ -161,13 +163,13 @@ class _Service:
 
     def __init__(self, index_dir: Path, options: IngestOptions, token: str | None, max_upload_mb: float,
                  rerankers: tuple[str, ...], readers: int) -> None:
-        self.path = index_dir
+        self.path = index_dir.resolve()  # upload paths (and so sources) are absolute
         self.token = token
         self.max_bytes = int(max_upload_mb * 1_000_000)
         self.rerankers = rerankers
-        self.embedder = SharedEmbedder(index_dir, options)
-        self.readers = ReaderPool(index_dir, options, self.embedder, readers)
-        self.writer = Writer(_ServiceIndex(index_dir, options, self.embedder), index_dir / "uploads")
+        self.embedder = SharedEmbedder(self.path, options)
+        self.readers = ReaderPool(self.path, options, self.embedder, readers)
+        self.writer = Writer(ServiceIndex(self.path, options, self.embedder), self.path / "uploads")
 
     def close(self) -> None:
         self.writer.close()
@@ -187,10 +189,8 @@ def _svc(request: Request) -> _Service:
     return request.app.state.docrag  # type: ignore[no-any-return]
 
 
-_bearer = HTTPBearer(auto_error=False, description="The server's token (--token or DOCRAG_TOKEN).")
-
-
-def _check_token(request: Request, cred: Optional[HTTPAuthorizationCredentials] = Depends(_bearer)) -> None:
+def _check_token(request: Request,
+                 cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None) -> None:
     token = _svc(request).token
     if token is None:
         return
@@ -217,7 +217,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
+        parts = [f"invalid JSON body ({e.get('msg')})" if e.get("type") == "json_invalid" else
+                 f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
                  for e in exc.errors()]
         return _error(422, "; ".join(parts) or "invalid request", "validation_error")
 
@@ -253,13 +254,9 @@ class _CatchAll:
                              "internal_error")(scope, receive, send)
 
 
-# -- routes --------------------------------------------------------------------
-
-_ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 401, 404, 409, 413, 415, 422, 500)}
-router = APIRouter(dependencies=[Depends(_check_token)], responses=_ERRORS)
+# -- routes (registered in _router(), so that this module imports without FastAPI) ----------
 
 
-@router.post("/search", response_model=list[HitOut], summary="Search the index", tags=["search"])
 def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
     """The ``k`` best chunks for the query, each with its file, page and box (``docrag search --json``)."""
     svc = _svc(request)
@@ -274,32 +271,34 @@ def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
                             pages=body.pages, tags=body.tags, rerank=body.rerank, window=body.window,
                             group=body.group, rrf_k=body.rrf_k)
     root = request.scope.get("root_path", "")
-    return [_hit_json(h, root) for h in hits]
+    return [_hit_json(h, root, svc.path) for h in hits]
 
 
-def _hit_json(hit: Hit, root: str) -> dict[str, Any]:
+def _hit_json(hit: Hit, root: str, index_dir: Path) -> dict[str, Any]:
     out = {key: getattr(hit, key) for key in HIT_KEYS}
+    out["source"] = _public_source(hit.source, index_dir)
     if hit.image:  # a URL the client can fetch, not a path on the server
         out["image"] = f"{root}/crops/{Path(hit.image).name}"
     return out
 
 
-@router.get("/documents", response_model=list[DocumentOut], summary="List documents", tags=["documents"])
+def _public_source(source: str, index_dir: Path) -> str:
+    """An upload's source without the server's directories (``uploads/<id>.pdf``).
+
+    Only where ``Index.ingest`` cannot record the client's file name (no ``labels``).
+    """
+    uploads = str(index_dir.resolve() / "uploads") + os.sep
+    return "uploads/" + source[len(uploads):] if source.startswith(uploads) else source
+
+
 def documents(request: Request) -> list[dict[str, Any]]:
     """Every document of the index, oldest first."""
-    with _svc(request).readers.reader() as index:
-        return index.documents() if index.exists else []
+    svc = _svc(request)
+    with svc.readers.reader() as index:
+        docs = index.documents() if index.exists else []
+    return [{**d, "source": _public_source(d["source"], svc.path)} for d in docs]
 
 
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
-    "type": "object", "required": ["file"], "properties": {
-        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
-                 "description": "PDF or image files (repeat the field for several)."},
-        "tag": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE tags for all files."}}}}}}}
-
-
-@router.post("/documents", status_code=202, response_model=JobOut, summary="Upload documents",
-             tags=["documents"], openapi_extra=_UPLOAD_BODY)
 async def upload(request: Request, response: Response) -> dict[str, Any]:
     """Store the files and queue their ingestion; poll ``GET /jobs/{id}`` for the report.
 
@@ -326,8 +325,6 @@ async def upload(request: Request, response: Response) -> dict[str, Any]:
     return job.to_dict()
 
 
-@router.delete("/documents/{doc_id}", response_model=JobOut, summary="Delete a document", tags=["documents"],
-               responses={202: {"model": JobOut, "description": "Queued behind a running job; poll /jobs/{id}."}})
 def delete_document(doc_id: str, request: Request, response: Response) -> dict[str, Any]:
     """Remove a document everywhere (by the writer, after any running ingest); 200 when done within 30 s."""
     svc = _svc(request)
@@ -344,13 +341,11 @@ def delete_document(doc_id: str, request: Request, response: Response) -> dict[s
     return job.to_dict()
 
 
-@router.get("/jobs", response_model=list[JobOut], summary="Recent jobs", tags=["documents"])
 def jobs(request: Request) -> list[dict[str, Any]]:
     """Queued, running and recent finished jobs, oldest first."""
     return [j.to_dict() for j in _svc(request).writer.jobs()]
 
 
-@router.get("/jobs/{job_id}", response_model=JobOut, summary="A job's status and report", tags=["documents"])
 def job(job_id: str, request: Request) -> dict[str, Any]:
     """Status (queued/running/done/failed) and the per-file ingest report."""
     found: Job | None = _svc(request).writer.get(job_id)
@@ -359,8 +354,6 @@ def job(job_id: str, request: Request) -> dict[str, Any]:
     return found.to_dict()
 
 
-@router.get("/crops/{name}", response_class=FileResponse, summary="A figure or table crop", tags=["search"],
-            responses={200: {"content": {"image/png": {}}}})
 def crop(name: str, request: Request) -> FileResponse:
     """The PNG named by a hit's ``image``."""
     path = _svc(request).path / "crops" / name
@@ -369,14 +362,12 @@ def crop(name: str, request: Request) -> FileResponse:
     return FileResponse(path, media_type="image/png")
 
 
-@router.get("/v1/models", summary="The embedding model (OpenAI-compatible)", tags=["embeddings"])
 def models(request: Request) -> dict[str, Any]:
     """The one model ``/v1/embeddings`` serves: the index's text embedder."""
     name = _svc(request).embedder.get().name
     return {"object": "list", "data": [{"id": name, "object": "model", "created": 0, "owned_by": "docrag"}]}
 
 
-@router.post("/v1/embeddings", summary="Embed texts (OpenAI-compatible)", tags=["embeddings"])
 def embeddings(body: EmbeddingsRequest, request: Request) -> dict[str, Any]:
     """Vectors from the index's text embedder, in OpenAI's response format.
 
@@ -406,9 +397,42 @@ def health(request: Request) -> dict[str, Any]:
     """Liveness and the index's state (no token needed)."""
     svc = _svc(request)
     with svc.readers.reader() as index:
-        generation = index.info()["generation"] if index.exists else None
+        generation = index.store().generation if index.exists else None
     return {"status": "ok", "index": generation is not None, "generation": generation,
             "jobs_pending": svc.writer.pending()}
+
+
+_ERRORS: dict[int | str, dict[str, Any]] = {s: {"model": ErrorOut} for s in (400, 401, 404, 409, 413, 415, 422, 500)}
+_UPLOAD_BODY = {"requestBody": {"required": True, "content": {"multipart/form-data": {"schema": {
+    "type": "object", "required": ["file"], "properties": {
+        "file": {"type": "array", "items": {"type": "string", "format": "binary"},
+                 "description": "PDF or image files (repeat the field for several)."},
+        "tag": {"type": "array", "items": {"type": "string"}, "description": "KEY=VALUE tags for all files."}}}}}}}
+
+
+def _router() -> APIRouter:
+    """Every route but ``/health``, behind the token check."""
+    r = APIRouter(dependencies=[Depends(_check_token)], responses=_ERRORS)
+    r.add_api_route("/search", search, methods=["POST"], response_model=list[HitOut], summary="Search the index",
+                    tags=["search"])
+    r.add_api_route("/documents", documents, methods=["GET"], response_model=list[DocumentOut],
+                    summary="List documents", tags=["documents"])
+    r.add_api_route("/documents", upload, methods=["POST"], status_code=202, response_model=JobOut,
+                    summary="Upload documents", tags=["documents"], openapi_extra=_UPLOAD_BODY)
+    r.add_api_route("/documents/{doc_id}", delete_document, methods=["DELETE"], response_model=JobOut,
+                    summary="Delete a document", tags=["documents"],
+                    responses={202: {"model": JobOut, "description": "Queued behind a running job; poll /jobs/{id}."}})
+    r.add_api_route("/jobs", jobs, methods=["GET"], response_model=list[JobOut], summary="Recent jobs",
+                    tags=["documents"])
+    r.add_api_route("/jobs/{job_id}", job, methods=["GET"], response_model=JobOut,
+                    summary="A job's status and report", tags=["documents"])
+    r.add_api_route("/crops/{name}", crop, methods=["GET"], response_class=FileResponse,
+                    summary="A figure or table crop", tags=["search"], responses={200: {"content": {"image/png": {}}}})
+    r.add_api_route("/v1/models", models, methods=["GET"], summary="The embedding model (OpenAI-compatible)",
+                    tags=["embeddings"])
+    r.add_api_route("/v1/embeddings", embeddings, methods=["POST"], summary="Embed texts (OpenAI-compatible)",
+                    tags=["embeddings"])
+    return r
 
 
 # -- the app --------------------------------------------------------------------
@@ -439,6 +463,9 @@ def create_app(
     >>> TestClient(create_app("my-index")).post("/search", json={"query": "fleet size"}).json()[0]["page"]  # doctest: +SKIP
     2
     """
+    if _MISSING is not None:
+        raise ImportError(f"docrag serve needs FastAPI ({_MISSING}): pip install 'docrag[serve]' "
+                          "(or: pip install fastapi uvicorn python-multipart)")
     svc = _Service(Path(index_dir), options or options_from_env(IngestOptions), token or None, max_upload_mb,
                    tuple(rerankers), readers)
 
@@ -451,7 +478,7 @@ def create_app(
                   version=_version(), lifespan=lifespan)
     app.state.docrag = svc
     _install_error_handlers(app)
-    app.include_router(router)
+    app.include_router(_router())
     app.add_api_route("/health", health, methods=["GET"], summary="Health", tags=["service"])
     app.add_middleware(_CatchAll)
     if cors_origins:

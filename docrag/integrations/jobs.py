@@ -38,8 +38,8 @@ from docrag.errors import DocragError, LoadError
 from docrag.index import DB_NAME, LocalStore
 from docrag.io.sniff import sniff
 
-__all__ = ["Job", "Upload", "UploadError", "Writer", "ReaderPool", "SharedEmbedder", "sanitize_filename",
-           "receive_uploads"]
+__all__ = ["Job", "Upload", "UploadError", "Writer", "ReaderPool", "ServiceIndex", "SharedEmbedder",
+           "sanitize_filename", "receive_uploads"]
 
 log = logging.getLogger("docrag.serve")
 
@@ -90,7 +90,7 @@ class SharedEmbedder:
             return self._embedder
 
 
-class _ServiceIndex(Index):
+class ServiceIndex(Index):
     """An ``Index`` whose embedder is the service's shared one (one model in memory, not one per reader)."""
 
     def __init__(self, path: Path, options: IngestOptions, shared: SharedEmbedder) -> None:
@@ -105,7 +105,7 @@ class ReaderPool:
     """Up to ``size`` read-only ``Index`` objects, each used by one request at a time."""
 
     def __init__(self, path: Path, options: IngestOptions, shared: SharedEmbedder, size: int = 4) -> None:
-        self._make: Callable[[], Index] = lambda: _ServiceIndex(path, options, shared)
+        self._make: Callable[[], Index] = lambda: ServiceIndex(path, options, shared)
         self._size = max(1, size)
         self._made = 0
         self._free: queue.LifoQueue[Index] = queue.LifoQueue()
