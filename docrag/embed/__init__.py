@@ -43,7 +43,7 @@ def get_embedder(name: str = "minilm", batch_size: int = 32) -> TextEmbedder:
     Registered names first (``minilm``); anything else is handed to
     sentence-transformers as a model id or a local directory.
     """
-    from docrag.embed import sentence  # noqa: F401  (registers "minilm")
+    from docrag.embed import onnx, sentence  # noqa: F401  (register "minilm", "minilm-onnx", "minilm-onnx-int8")
 
     if name in EMBEDDERS.names():
         return EMBEDDERS.create(name, batch_size=batch_size)

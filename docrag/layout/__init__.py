@@ -9,7 +9,7 @@ from __future__ import annotations
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
-from docrag.layout.reading_order import group_blocks, order_lines_with_columns
+from docrag.layout.reading_order import group_blocks, order_lines_with_columns, split_at_word_gutters
 from docrag.registry import Registry
 from docrag.types import Block, Line
 
@@ -40,7 +40,7 @@ class HeuristicLayout:
     name = "heuristic"
 
     def analyze(self, lines: list[Line], width: float, height: float) -> list[Block]:
-        lines = [ln for ln in lines if ln.text.strip()]
+        lines = split_at_word_gutters([ln for ln in lines if ln.text.strip()])
         if not lines:
             return []
         return group_blocks(order_lines_with_columns(lines))

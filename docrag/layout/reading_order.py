@@ -20,7 +20,7 @@ import statistics
 
 from docrag.types import Block, Line, Word, union
 
-__all__ = ["order_lines", "group_blocks", "split_line_at_gaps", "words_to_line"]
+__all__ = ["order_lines", "group_blocks", "split_line_at_gaps", "split_at_word_gutters", "words_to_line"]
 
 
 def order_lines(lines: list[Line]) -> list[Line]:
@@ -188,6 +188,67 @@ def words_to_line(words: list[Word], source: str = "text") -> Line:
         words=list(words),
         source="ocr" if source == "ocr" else "text",
     )
+
+
+def split_at_word_gutters(lines: list[Line]) -> list[Line]:
+    """Split lines that run across a narrow column gutter.
+
+    A detector can bridge a gutter only a few word-spaces wide, giving lines
+    like "... ultricies et, Sed bibendum ...". The gutter still shows in the
+    words: a vertical strip that almost no word covers, with whole lines on
+    both sides of it elsewhere on the page. Lines whose words jump across that
+    strip are cut there.
+
+    >>> from docrag.types import Word
+    >>> def L(*spans):
+    ...     ws = [Word(t, (x0, 0, x1, 10)) for t, x0, x1 in spans]
+    ...     return words_to_line(ws)
+    >>> cols = [L(("left", 50, 100), ("col", 110, 290)), L(("right", 310, 400), ("col", 410, 550))] * 3
+    >>> lines = cols + [L(("merged", 50, 150), ("line", 160, 292), ("other", 312, 420), ("side", 430, 548))] * 3
+    >>> [ln.text for ln in split_at_word_gutters(lines)][-2:]
+    ['merged line', 'other side']
+    """
+    if len(lines) < 8 or not all(ln.words for ln in lines):
+        return lines
+    import numpy as np
+
+    x_min = min(ln.bbox[0] for ln in lines)
+    span = max(ln.bbox[2] for ln in lines) - x_min
+    if span <= 0:
+        return lines
+    cover = np.zeros(int(np.ceil(span)) + 2, dtype=np.int32)
+    for ln in lines:
+        for w in ln.words:
+            cover[int(w.bbox[0] - x_min):int(np.ceil(w.bbox[2] - x_min))] += 1
+    lo, hi = int(0.25 * span), int(0.75 * span)
+    # "Almost no word": padded word boxes and a centred title still touch a real gutter.
+    limit = max(2, int(0.12 * np.percentile(cover[lo:hi], 75)))
+    for a, b in sorted(_runs(cover[lo:hi] <= limit), key=lambda r: r[0] - r[1]):
+        if b - a < 1.5:  # points; OCR word boxes are padded, so a real gutter shows narrow
+            break
+        g0, g1 = x_min + lo + a, x_min + lo + b
+        left = sum(ln.bbox[2] <= g0 + 0.5 for ln in lines)
+        right = sum(ln.bbox[0] >= g1 - 0.5 for ln in lines)
+        cut = [_cut_index(ln, g0, g1) for ln in lines]
+        if left < 2 or right < 2 or sum(c is not None for c in cut) == 0:
+            continue
+        out: list[Line] = []
+        for ln, c in zip(lines, cut):
+            if c is None:
+                out.append(ln)
+            else:
+                out += [words_to_line(ln.words[:c], ln.source), words_to_line(ln.words[c:], ln.source)]
+        return out
+    return lines
+
+
+def _cut_index(line: Line, g0: float, g1: float) -> int | None:
+    """Index of the first word right of the strip when the line jumps across it."""
+    words = line.words
+    for i in range(1, len(words)):
+        if words[i - 1].bbox[2] <= g0 + 0.5 and words[i].bbox[0] >= g1 - 0.5:
+            return i
+    return None
 
 
 def split_line_at_gaps(words: list[Word], factor: float = 1.6) -> list[list[Word]]:
