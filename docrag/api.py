@@ -18,6 +18,7 @@ from typing import Any, Callable, Iterable, Iterator
 import numpy as np
 
 from docrag.chunk import chunk_page
+from docrag.chunk.context import context_header, document_profile, section_of_blocks
 from docrag.chunk.visual import referring_sentences, visual_chunks
 from docrag.config import IngestOptions, options_from_env
 from docrag.embed import TextEmbedder, get_embedder
@@ -35,6 +36,7 @@ from docrag.types import Chunk, Hit, Page
 __all__ = ["Index", "IngestReport", "FileResult", "ocr", "expand_paths"]
 
 SUFFIXES = {".pdf", ".png", ".jpg", ".jpeg", ".tif", ".tiff"}
+PROFILE_KEYS = ("title", "company", "report_type", "fiscal_year")  # tags that override the derived profile
 
 ProgressFn = Callable[[str, int, int], None]  # (source, pages done, pages total)
 
@@ -52,6 +54,7 @@ class FileResult:
     error: str | None = None
     page_errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
+    profile: dict[str, str] = field(default_factory=dict)
 
 
 @dataclass
@@ -175,16 +178,18 @@ class Index:
                 result.status = "unchanged"
                 return result
             crops: dict[str, bytes] = {}
-            pages, chunks = self._read_document(doc, result, progress, crops)
+            pages, chunks = self._read_document(doc, result, progress, crops, tags)
             if result.pages and not any(p.method != "failed" for p in pages):
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
-            vectors = self.embedder().embed_documents([c.text for c in chunks])
+            # Embedded with their document/section header; displayed without it.
+            vectors = self.embedder().embed_documents([f"{c.context}\n{c.text}" if c.context else c.text
+                                                       for c in chunks])
             image_vectors = self._embed_crops(store, chunks, crops)
             replaces = [d for d in store.find_documents(str(Path(source).resolve())) if d != doc.doc_id]
             record = {"doc_id": doc.doc_id, "source": label or source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
-                      "info": {"kind": doc.kind}, "tags": tags}
+                      "info": {"kind": doc.kind, "profile": result.profile}, "tags": tags}
             store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops,
                                image_vectors=image_vectors)
         result.status = "replaced" if replaces else "indexed"
@@ -192,7 +197,8 @@ class Index:
         return result
 
     def _read_document(
-        self, doc: Any, result: FileResult, progress: ProgressFn | None, crops: dict[str, bytes]
+        self, doc: Any, result: FileResult, progress: ProgressFn | None, crops: dict[str, bytes],
+        tags: dict[str, str],
     ) -> tuple[list[Page], list[Chunk]]:
         pages: list[Page] = []
         chunks: list[Chunk] = []
@@ -212,12 +218,24 @@ class Index:
             if progress:
                 progress(doc.source, src.number, doc.page_count)
         mark_furniture(pages)
+        profile = document_profile(pages, doc.metadata(), Path(doc.source).name)
+        profile.update({k: v for k, v in tags.items() if k in PROFILE_KEYS})
+        result.profile = profile
+        carried = ""
         for page in pages:
-            chunks += chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
+            page_chunks = chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
+            sections, carried = section_of_blocks(page, carried)
+            first_line_block = {id(ln): i for i, b in enumerate(page.blocks) for ln in b.lines}
+            by_box = {tuple(ln.bbox): first_line_block[id(ln)] for b in page.blocks for ln in b.lines}
+            for chunk in page_chunks:
+                block = by_box.get(tuple(chunk.line_boxes[0])) if chunk.line_boxes else None
+                chunk.context = context_header(profile, sections[block] if block is not None else "")
+            chunks += page_chunks
         # Figures and tables after the text, so a page's text chunks keep consecutive ordinals.
         refs = referring_sentences([c.text for c in chunks])
         for page in pages:
             for region, chunk in zip(page.regions, visual_chunks(page, doc.doc_id, doc.source, refs)):
+                chunk.context = context_header(profile, "")
                 png = getattr(region, "png", None)
                 if png:
                     name = hashlib.sha256(png).hexdigest()[:32] + ".png"

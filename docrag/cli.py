@@ -212,6 +212,9 @@ def info(index_dir: str, docs: bool, as_json: bool) -> None:
         click.echo(f"{key:>12}: {value}")
     for d in documents:
         click.echo(f"  {d['doc_id'][:12]}  {d['pages']:>4} p  {d['chunks']:>5} chunks  {d['source']}")
+        profile = {**d["info"].get("profile", {}), **d.get("tags", {})}
+        if profile:
+            click.echo("      " + " · ".join(f"{k}={v}" for k, v in profile.items()))
 
 
 @cli.command()

@@ -156,6 +156,8 @@ class Chunk(_Serializable):
     """Character range of each line in ``text``, parallel to ``line_boxes``."""
     image: str | None = None
     """For figures/charts/tables: the crop's path relative to the index directory."""
+    context: str = ""
+    """Document and section header ("Northwind Corp · 10-K · FY2019 · Item 8") embedded with the text."""
 
 
 @dataclass
@@ -181,6 +183,8 @@ class Hit(_Serializable):
     line_spans: list[tuple[int, int]] = field(default_factory=list)
     path: str | None = None
     """Absolute path of the document file (``source`` is the name it was ingested under)."""
+    context: str = ""
+    """The document/section header the chunk was indexed with."""
 
 
 def union(boxes: list[BBox]) -> BBox:

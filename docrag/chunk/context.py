@@ -31,7 +31,8 @@ __all__ = ["document_profile", "section_of_blocks", "context_header", "query_cue
 
 _SUFFIX = (r"Inc|Incorporated|Corp|Corporation|Company|Co|Ltd|Limited|LLC|L\.L\.C|PLC|plc|AG|SA|S\.A|NV|N\.V|GmbH|"
            r"Holdings|Group|Logistics|Industries|Industrial|Partners|Bancorp|Technologies|Systems")
-_COMPANY = re.compile(rf"\b((?:[A-Z][\w&'-]*\.?\s+){{0,4}}[A-Z][\w&'-]*,?\s+(?:{_SUFFIX}))\b\.?")
+# A name is a few capitalised words on one line ending in a corporate suffix.
+_COMPANY = re.compile(rf"\b((?:[A-Z][\w&'-]*\.?[ \t]+){{0,3}}[A-Z][\w&'-]*,?[ \t]+(?:{_SUFFIX}))\b\.?")
 _TYPES = [
     (re.compile(r"\bform\s+10-?k\b|\b10-?k\b", re.I), "10-K"),
     (re.compile(r"\bform\s+10-?q\b|\b10-?q\b", re.I), "10-Q"),
@@ -109,11 +110,26 @@ def section_of_blocks(page: Page, carried: str = "") -> tuple[list[str], str]:
     current = carried
     paths = []
     for block in page.blocks:
-        if block.kind == "text" and _is_heading(block, body_h):
-            current = " ".join(block.text.split())[:120]
+        heading = _block_heading(block, body_h) if block.kind == "text" else None
+        if heading:
+            current = heading
         parts = [p for p in (_clean_header(header), current) if p]
         paths.append(" › ".join(dict.fromkeys(parts)))
     return paths, current
+
+
+def _block_heading(block: Block, body_h: float) -> str | None:
+    """The heading a block starts with: its leading lines set larger than the body, or a
+    short heading-shaped block of its own."""
+    lead = []
+    for ln in block.lines:
+        if body_h > 0 and ln.bbox[3] - ln.bbox[1] > 1.12 * body_h and len(ln.text) <= 120:
+            lead.append(" ".join(ln.text.split()))
+        else:
+            break
+    if lead and len(lead) < len(block.lines) + 1:
+        return " › ".join(lead)[:160]
+    return " ".join(block.text.split())[:120] if _is_heading(block, body_h) else None
 
 
 def _is_heading(block: Block, body_h: float) -> bool:

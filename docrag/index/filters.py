@@ -34,10 +34,11 @@ class Filters:
     pages: tuple[int, int] | None = None
     kind: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
+    doc_ids: tuple[str, ...] = ()
 
     @property
     def is_empty(self) -> bool:
-        return not (self.source or self.pages or (self.kind and self.kind != "any") or self.tags)
+        return not (self.source or self.pages or (self.kind and self.kind != "any") or self.tags or self.doc_ids)
 
     def sql(self) -> tuple[str, list[Any]]:
         """A WHERE clause over ``chunks c JOIN documents d`` and its parameters."""
@@ -54,6 +55,9 @@ class Filters:
         elif self.kind and self.kind != "any":
             parts.append("c.kind = ?")
             params.append(self.kind)
+        if self.doc_ids:
+            parts.append(f"d.doc_id IN ({','.join('?' * len(self.doc_ids))})")
+            params += list(self.doc_ids)
         for key, value in sorted(self.tags.items()):
             parts.append("EXISTS (SELECT 1 FROM tags t WHERE t.doc_id = d.doc_id AND t.key = ? AND t.value = ?)")
             params += [key, value]

@@ -54,7 +54,7 @@ CREATE TABLE IF NOT EXISTS chunks (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
     page INTEGER NOT NULL, ordinal INTEGER NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
-    bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, line_spans TEXT NOT NULL, image TEXT,
+    bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, line_spans TEXT NOT NULL, image TEXT, context TEXT NOT NULL DEFAULT '',
     vector BLOB NOT NULL);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, page);
 CREATE TABLE IF NOT EXISTS image_vectors (chunk_id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
@@ -178,6 +178,15 @@ class LocalStore:
         ).fetchall()
         return [r[0] for r in rows]
 
+    def profiles(self) -> dict[str, dict[str, str]]:
+        """doc_id -> the document's profile (company, report type, fiscal year, title) with its tags over it."""
+        out = {}
+        for doc in self.documents():
+            profile = dict(doc["info"].get("profile", {}))
+            profile.update(doc.get("tags", {}))
+            out[doc["doc_id"]] = profile
+        return out
+
     def pages(self, doc_id: str) -> list[dict[str, Any]]:
         rows = self.db.execute("SELECT * FROM pages WHERE doc_id = ? ORDER BY page", (doc_id,)).fetchall()
         return [dict(r) for r in rows]
@@ -224,13 +233,16 @@ class LocalStore:
                 ids = []
                 for chunk, vec in zip(chunks, vectors):
                     cur = db.execute(
-                        "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, line_spans, image, vector) "
-                        "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, line_spans, image, context, "
+                        "vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (chunk.doc_id, chunk.page, chunk.ordinal, chunk.kind, chunk.text, json.dumps(chunk.bbox),
-                         json.dumps(chunk.line_boxes), json.dumps(chunk.line_spans), chunk.image, vec.tobytes()),
+                         json.dumps(chunk.line_boxes), json.dumps(chunk.line_spans), chunk.image, chunk.context,
+                         vec.tobytes()),
                     )
                     ids.append(int(cur.lastrowid))
-                    db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)", (cur.lastrowid, chunk.text))
+                    # The header goes into BM25 too: a question naming the company or year matches it.
+                    db.execute("INSERT INTO chunks_fts (rowid, text) VALUES (?, ?)",
+                               (cur.lastrowid, f"{chunk.context}\n{chunk.text}" if chunk.context else chunk.text))
                 for i, vec in (image_vectors or {}).items():
                     db.execute("INSERT INTO image_vectors VALUES (?, ?)",
                                (ids[i], np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
@@ -392,7 +404,7 @@ class LocalStore:
             r["id"]: r
             for r in self.db.execute(
                 f"SELECT c.id, c.doc_id, d.source, d.path, c.page, c.text, c.bbox, c.line_boxes, c.line_spans, c.kind, "
-                f"c.image "
+                f"c.image, c.context "
                 f"FROM chunks c JOIN documents d USING (doc_id) WHERE c.id IN ({marks})", ids,
             )
         }
@@ -406,7 +418,8 @@ class LocalStore:
                            bbox=bbox, kind=r["kind"], score=score,
                            line_boxes=[tuple(b) for b in json.loads(r["line_boxes"])],
                            image=str(self.path / r["image"]) if r["image"] else None, chunk_id=cid, chunk_bbox=bbox,
-                           line_spans=[tuple(s) for s in json.loads(r["line_spans"])], path=r["path"]))
+                           line_spans=[tuple(s) for s in json.loads(r["line_spans"])], path=r["path"],
+                           context=r["context"]))
         return out
 
     def stats(self) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def hit_to_document(hit: Hit) -> Document:
             "kind": hit.kind,
             "score": hit.score,
             "image": hit.image,
+            "context": hit.context,
         },
     )
 

@@ -225,6 +225,15 @@ class Document:
                             hint="re-export the image") from None
         self._image = img
 
+    def metadata(self) -> dict[str, str]:
+        """The PDF's document information (title, author, ...); empty for images."""
+        if self._pdf is None:
+            return {}
+        try:
+            return {k: v for k, v in (self._pdf.metadata or {}).items() if isinstance(v, str) and v}
+        except Exception:  # a broken info dictionary is no reason to refuse the file
+            return {}
+
     @property
     def page_count(self) -> int:
         if self._pdf is not None:

@@ -9,10 +9,12 @@ match.
 
 from __future__ import annotations
 
+import re
 from typing import Literal
 
 import numpy as np
 
+from docrag.chunk.context import query_cues
 from docrag.embed import TextEmbedder
 from docrag.embed.image import ImageEmbedder
 from docrag.index import Filters, LocalStore
@@ -64,14 +66,21 @@ def search(
     if not query.strip():
         return []
     depth = max(50, 5 * k)
-    qvec: np.ndarray | None = None
+    qvec: np.ndarray | None = embedder.embed_query(query) if mode != "bm25" else None
     rankings = []
     if mode in ("dense", "hybrid"):
-        qvec = embedder.embed_query(query)
         rankings.append(store.search_vector(qvec, depth, filters))
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
     weights = [1.0] * len(rankings)
+    cued = cued_documents(store, query)
+    if cued and mode != "bm25":
+        # Two-stage in spirit: the documents the question names (company, year) get
+        # their own dense ranking in the fusion. A boost, never a filter.
+        f = filters or Filters()
+        within = Filters(source=f.source, pages=f.pages, kind=f.kind, tags=f.tags, doc_ids=tuple(cued))
+        rankings.append(store.search_vector(qvec, depth, within))
+        weights.append(1.0)
     # Figure and table chunks hold few words (a caption, axis labels): their BM25
     # ranks are noisy, so a search restricted to them leans on the dense side.
     visual = filters is not None and filters.kind in VISUAL_KINDS
@@ -98,6 +107,27 @@ def search(
     if locate and hits:
         locate_evidence(hits, query, qvec if qvec is not None else embedder.embed_query(query), embedder)
     return hits
+
+
+def cued_documents(store: LocalStore, query: str) -> list[str]:
+    """Documents whose profile matches a year or a name the query mentions (none if all or none match)."""
+    cues = query_cues(query)
+    if not cues["years"] and not cues["words"]:
+        return []
+    profiles = store.profiles()
+    scored = {}
+    for doc_id, p in profiles.items():
+        name_words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z&-]{2,}", p.get("company", "") or p.get("title", ""))}
+        name_words -= {"inc", "corp", "corporation", "company", "ltd", "limited", "llc", "plc", "group", "holdings",
+                       "the", "and", "annual", "report", "form"}
+        year = p.get("fiscal_year") or p.get("year")
+        hit = (1 if name_words & cues["words"] else 0) + (1 if year and year in cues["years"] else 0)
+        if hit:
+            scored[doc_id] = hit
+    if not scored or len(scored) == len(profiles):
+        return []
+    best = max(scored.values())
+    return sorted(d for d, v in scored.items() if v == best)
 
 
 def dense_search(store: LocalStore, embedder: TextEmbedder, query: str, k: int = 5, kind: str | None = None) -> list[Hit]:
