@@ -32,7 +32,7 @@ from docrag.types import Chunk, Hit, Page
 
 __all__ = ["LocalStore", "DocumentRecord", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 DB_NAME = "docrag.sqlite"
 
 _SCHEMA = """
