@@ -17,6 +17,8 @@ import pytest
 
 import shutil
 
+from textmetrics import levenshtein
+
 import docrag.detect.dbnet  # noqa: F401  (registers "dbnet")
 from docrag.detect import DETECTORS, Detector
 from docrag.errors import ModelError
@@ -47,17 +49,6 @@ CASES = {
 
 
 # ---------------------------------------------------------------- helpers
-
-
-def levenshtein(a: str, b: str) -> int:
-    """Edit distance between ``a`` and ``b`` (insert, delete, substitute)."""
-    prev = list(range(len(b) + 1))
-    for i, ca in enumerate(a, 1):
-        cur = [i]
-        for j, cb in enumerate(b, 1):
-            cur.append(min(prev[j] + 1, cur[j - 1] + 1, prev[j - 1] + (ca != cb)))
-        prev = cur
-    return prev[-1]
 
 
 def norm(text: str) -> str:

@@ -8,7 +8,7 @@ No text-direction classifier is used: rapidocr's flips long English lines by
 mistake. Upright lines need none; a tall crop is read upright and turned 90°
 both ways, and the most confident reading wins (see ``recognize``).
 
->>> from docrag.recognize import RECOGNIZERS
+from docrag.recognize import RECOGNIZERS
 >>> import docrag.recognize.ppocr
 >>> "ppocr" in RECOGNIZERS.names()
 True
@@ -27,6 +27,7 @@ import numpy as np
 from docrag.detect.dbnet import default_threads, make_session, rapidocr_model_path
 from docrag.errors import ModelError
 from docrag.recognize import RECOGNIZERS, Recognized
+from docrag.recognize.crop import crop_quad
 
 __all__ = ["PPOCRRecognizer"]
 
@@ -95,7 +96,7 @@ class PPOCRRecognizer:
         if len(quads) == 0:
             return []
         bgr = np.ascontiguousarray(image[:, :, ::-1])  # PP-OCR was trained on BGR
-        crops, inv = zip(*(_crop(bgr, q) for q in quads))
+        crops, inv = zip(*(crop_quad(bgr, q) for q in quads))
         # Tall crops: read upright and turned both ways (np.rot90 k=1 turns
         # counter-clockwise, k=3 clockwise); keep the most confident reading.
         jobs: list[tuple[int, int]] = []
@@ -192,16 +193,6 @@ class PPOCRRecognizer:
             word, last = word + ch, t
         text = " ".join(w for w, _, _ in spans) if spans else "".join(chars).strip()
         return text, conf, spans
-
-
-def _crop(img: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The quad warped to an upright rectangle, and the crop->image transform."""
-    w = max(2, int(round(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2])))))
-    h = max(2, int(round(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))))
-    dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-    m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
-    crop = cv2.warpPerspective(img, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    return crop, np.linalg.inv(m)
 
 
 def _to_image(a: float, b: float, w: int, h: int, turns: int, inv: np.ndarray) -> tuple[float, float, float, float]:

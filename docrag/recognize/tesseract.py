@@ -14,7 +14,7 @@ Two ways to read:
   crops are stacked into one tall image with white gaps and read in a single
   call (``--psm 6``), and the words are dealt back to their crops by position.
 
->>> from docrag.recognize import RECOGNIZERS
+from docrag.recognize import RECOGNIZERS
 >>> import docrag.recognize.tesseract
 >>> "tesseract" in RECOGNIZERS.names()
 True
@@ -33,6 +33,7 @@ import numpy as np
 
 from docrag.errors import ModelError
 from docrag.recognize import RECOGNIZERS, Recognized
+from docrag.recognize.crop import crop_quad
 
 __all__ = ["TesseractRecognizer", "parse_tsv", "INSTALL_HINT"]
 
@@ -187,7 +188,7 @@ class TesseractRecognizer:
         quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
         if len(quads) == 0:
             return []
-        crops, inverses = zip(*(_crop(image, q) for q in quads))
+        crops, inverses = zip(*(crop_quad(image, q) for q in quads))
         stack, offsets = _stack(list(crops))
         found: list[list[_Word]] = [[] for _ in crops]
         tops = np.array([oy for _, oy in offsets])
@@ -221,18 +222,6 @@ def _check_image(image: np.ndarray) -> np.ndarray:
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 RGB image, got {image.shape} {image.dtype}")
     return image
-
-
-def _crop(image: np.ndarray, quad: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The quad warped to an upright rectangle, and the crop->image transform."""
-    import cv2
-
-    w = max(2, int(round(max(np.linalg.norm(quad[0] - quad[1]), np.linalg.norm(quad[3] - quad[2])))))
-    h = max(2, int(round(max(np.linalg.norm(quad[0] - quad[3]), np.linalg.norm(quad[1] - quad[2])))))
-    dst = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
-    m = cv2.getPerspectiveTransform(quad.astype(np.float32), dst)
-    crop = cv2.warpPerspective(image, m, (w, h), flags=cv2.INTER_CUBIC, borderMode=cv2.BORDER_REPLICATE)
-    return crop, np.linalg.inv(m)
 
 
 def _stack(crops: list[np.ndarray]) -> tuple[np.ndarray, list[tuple[int, int]]]:
