@@ -139,7 +139,11 @@ def _is_heading(block: Block, body_h: float) -> bool:
     if not text or len(text) > 120 or text.endswith((".", ",", ";")) and not re.match(r"^item\s+\d", text, re.I):
         return False
     tall = body_h > 0 and max(ln.bbox[3] - ln.bbox[1] for ln in block.lines) > 1.15 * body_h
-    return tall or bool(_HEADING.match(text)) and len(text.split()) <= 12
+    long_words = [w for w in text.split() if len(w) >= 4]
+    title_case = bool(long_words) and sum(w[0].isupper() for w in long_words) >= 0.6 * len(long_words)
+    numbered = bool(re.match(r"^(item\s+\d|part\s+[ivx]|\d+(\.\d+)*\.?\s)", text, re.I))
+    shaped = bool(_HEADING.match(text)) and len(text.split()) <= 12 and (title_case or numbered)
+    return tall or shaped
 
 
 def _clean_header(text: str) -> str:

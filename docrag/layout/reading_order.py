@@ -202,7 +202,7 @@ def split_at_word_gutters(lines: list[Line]) -> list[Line]:
     >>> from docrag.types import Word
     >>> def L(*spans):
     ...     ws = [Word(t, (x0, 0, x1, 10)) for t, x0, x1 in spans]
-    ...     return words_to_line(ws)
+    ...     return words_to_line(ws, source="ocr")
     >>> cols = [L(("left", 50, 100), ("col", 110, 290)), L(("right", 310, 400), ("col", 410, 550))] * 3
     >>> lines = cols + [L(("merged", 50, 150), ("line", 160, 292), ("other", 312, 420), ("side", 430, 548))] * 3
     >>> [ln.text for ln in split_at_word_gutters(lines)][-2:]
@@ -229,7 +229,8 @@ def split_at_word_gutters(lines: list[Line]) -> list[Line]:
         g0, g1 = x_min + lo + a, x_min + lo + b
         left = sum(ln.bbox[2] <= g0 + 0.5 for ln in lines)
         right = sum(ln.bbox[0] >= g1 - 0.5 for ln in lines)
-        cut = [_cut_index(ln, g0, g1) for ln in lines]
+        # Only OCR lines are cut: a PDF's own lines are what its author set.
+        cut = [_cut_index(ln, g0, g1) if ln.source == "ocr" else None for ln in lines]
         if left < 2 or right < 2 or sum(c is not None for c in cut) == 0:
             continue
         out: list[Line] = []
@@ -245,8 +246,10 @@ def split_at_word_gutters(lines: list[Line]) -> list[Line]:
 def _cut_index(line: Line, g0: float, g1: float) -> int | None:
     """Index of the first word right of the strip when the line jumps across it."""
     words = line.words
+    min_gap = 0.2 * (line.bbox[3] - line.bbox[1])  # wider than a padded word space
     for i in range(1, len(words)):
-        if words[i - 1].bbox[2] <= g0 + 0.5 and words[i].bbox[0] >= g1 - 0.5:
+        a, b = words[i - 1].bbox[2], words[i].bbox[0]
+        if a <= g0 + 0.5 and b >= g1 - 0.5 and b - a >= min_gap:
             return i
     return None
 
