@@ -229,13 +229,14 @@ class Index:
             by_box = {tuple(ln.bbox): first_line_block[id(ln)] for b in page.blocks for ln in b.lines}
             for chunk in page_chunks:
                 block = by_box.get(tuple(chunk.line_boxes[0])) if chunk.line_boxes else None
-                chunk.context = context_header(profile, sections[block] if block is not None else "")
+                chunk.context = context_header(profile, sections[block] if block is not None else "") \
+                    if self.options.context_headers else ""
             chunks += page_chunks
         # Figures and tables after the text, so a page's text chunks keep consecutive ordinals.
         refs = referring_sentences([c.text for c in chunks])
         for page in pages:
             for region, chunk in zip(page.regions, visual_chunks(page, doc.doc_id, doc.source, refs)):
-                chunk.context = context_header(profile, "")
+                chunk.context = context_header(profile, "") if self.options.context_headers else ""
                 png = getattr(region, "png", None)
                 if png:
                     name = hashlib.sha256(png).hexdigest()[:32] + ".png"

@@ -75,6 +75,10 @@ class IngestOptions(BaseModel):
         40, ge=0, description="Tokens repeated between consecutive chunks of one page."
     )
     batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+    context_headers: bool = Field(
+        True, description="Embed and BM25-index each chunk with its document/section header (company, "
+        "report type, fiscal year, section)."
+    )
 
     @model_validator(mode="after")
     def _consistent(self) -> IngestOptions:
