@@ -58,7 +58,9 @@ def run_case(kind: str, pages: int) -> dict:
             get_detector("dbnet")
             get_recognizer("ppocr")
         load_s = time.perf_counter() - t0
-        index = Index(Path(tmp) / "ix", IngestOptions())
+        from docrag.config import options_from_env
+
+        index = Index(Path(tmp) / "ix", options_from_env(IngestOptions))  # DOCRAG_* variables apply
         t1 = time.perf_counter()
         report = index.ingest([corpus])
         ingest_s = time.perf_counter() - t1

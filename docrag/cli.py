@@ -157,7 +157,7 @@ def search(query: str, index_dir: str, k: int, window: int, group: str, highligh
             if not as_json:
                 click.echo(f"highlight: {out}", err=True)
     if as_json:
-        keys = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image")
+        keys = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
         click.echo(json.dumps([{key: getattr(h, key) for key in keys} for h in hits], indent=2))
         return
     if not hits:

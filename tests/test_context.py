@@ -71,3 +71,10 @@ def test_questions_naming_company_and_year_find_the_right_filing(lookalike) -> N
     # third of the questions, right document first about half the time.
     assert right_doc / len(rows) >= 0.8, (right_doc, len(rows))
     assert right_page / len(rows) >= 0.8, (right_page, len(rows))
+
+
+def test_a_company_or_year_not_in_the_index_still_returns_results(lookalike) -> None:
+    index, _ = lookalike
+    hits = index.search("What was Zebulon Dynamics' FY1999 capital expenditure?", k=5)
+    assert len(hits) == 5
+    assert all(h.context for h in hits)

@@ -51,7 +51,7 @@ log = logging.getLogger("docrag.serve")
 
 CROP_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
-HIT_KEYS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image")
+HIT_KEYS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
 _STATUS = {ConfigError: 400, LoadError: 422, ModelError: 422, StoreError: 409}
 
 
@@ -110,6 +110,7 @@ class HitOut(BaseModel):
     text: str = Field(description="The chunk's text (with its neighbours when window > 0).")
     score: float = Field(description="Relevance score (higher is better; scale depends on the mode).")
     image: Optional[str] = Field(description="For figures and tables: URL path of the crop (GET /crops/{name}).")
+    context: str = Field("", description="Document and section header the chunk was indexed with.")
 
 
 class DocumentOut(BaseModel):
