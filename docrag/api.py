@@ -300,6 +300,7 @@ class Index:
         group: str = "chunk",
         rrf_k: int = 60,
         locate: bool = True,
+        cues: bool = True,
     ) -> list[Hit]:
         """The ``k`` best chunks for ``query``, each with its page and box.
 
@@ -314,12 +315,13 @@ class Index:
             group: ``page`` returns one hit per page.
             locate: Narrow each hit's ``bbox`` to the lines that match the query
                 (one extra embedding pass over the hits' sentences).
+            cues: Boost documents whose company or fiscal year the query names.
         """
         filters = Filters(source=source, pages=pages, kind=kind, tags=dict(tags or {}))
         reranker = get_reranker(rerank) if rerank else None
         return search(self.store(), self.embedder(), query, k=k, mode=mode, filters=filters,  # type: ignore[arg-type]
                       rrf_k=rrf_k, reranker=reranker, window=window, group=group,  # type: ignore[arg-type]
-                      locate=locate, image_embedder=self.image_embedder())
+                      locate=locate, image_embedder=self.image_embedder(), cues=cues)
 
     def info(self) -> dict[str, Any]:
         """Counts, embedder and FAISS state of the index."""

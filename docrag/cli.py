@@ -116,17 +116,19 @@ def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
         click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only documents with this tag (repeatable)."),
         click.option("--rerank", default=None, metavar="MODEL", help="Re-score the top hits with this cross-encoder (hub id or dir)."),
         click.option("--rrf-k", type=click.IntRange(1, 10000), default=60, show_default=True, help="RRF constant."),
+        click.option("--cues/--no-cues", default=True, show_default=True,
+                     help="Boost documents whose company or fiscal year the query names."),
     ]):
         fn = opt(fn)
     return fn
 
 
 def _search_kwargs(mode: str, kind: str, source: str | None, pages: str | None, tags: tuple[str, ...],
-                   rerank: str | None, rrf_k: int) -> dict[str, Any]:
+                   rerank: str | None, rrf_k: int, cues: bool = True) -> dict[str, Any]:
     from docrag.index import parse_pages, parse_tags
 
     return {"mode": mode, "kind": kind, "source": source, "pages": parse_pages(pages), "tags": parse_tags(tags),
-            "rerank": rerank, "rrf_k": rrf_k}
+            "rerank": rerank, "rrf_k": rrf_k, "cues": cues}
 
 
 @cli.command()
@@ -187,11 +189,11 @@ def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: 
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
-    cols = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10"]
+    cols = ["recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "doc_recall@1"]
     click.echo(f"{results['questions']} questions · {qa_file}")
-    click.echo(f"{'mode':>8}  " + "  ".join(f"{c:>9}" for c in cols))
+    click.echo(f"{'mode':>8}  " + "  ".join(f"{c:>12}" for c in cols))
     for mode, row in results["modes"].items():
-        click.echo(f"{mode:>8}  " + "  ".join(f"{row[c]:>9.3f}" for c in cols))
+        click.echo(f"{mode:>8}  " + "  ".join(f"{row[c]:>12.3f}" for c in cols))
 
 
 @cli.command()

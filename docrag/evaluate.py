@@ -11,7 +11,8 @@ other pages that answer the question equally well (duplicates of a document).
 
 Hits are collapsed to distinct (document, page) pairs in rank order; a page is
 relevant when it is one of the question's gold pages. Reported per mode:
-recall@1/5/10 (a gold page in the top k), MRR@10, and nDCG@10 (binary gains).
+recall@1/5/10 (a gold page in the top k), MRR@10, nDCG@10 (binary gains), and
+doc_recall@1 (the top hit comes from a gold document, whatever its page).
 
 >>> round(_ndcg([False, True, False], 1), 3)
 0.631
@@ -78,7 +79,8 @@ def evaluate(index: Any, rows: list[dict[str, Any]], modes: list[str], **search_
     """Metrics per mode; ``search_kwargs`` go to :meth:`docrag.Index.search` (filters, rerank)."""
     out: dict[str, Any] = {"questions": len(rows), "modes": {}, "per_question": {}}
     for mode in modes:
-        sums = {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0}
+        sums = {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0,
+                "doc_recall@1": 0.0}
         ranks = []
         for row in rows:
             hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
@@ -90,6 +92,9 @@ def evaluate(index: Any, rows: list[dict[str, Any]], modes: list[str], **search_
                 sums[f"recall@{k}"] += float(first is not None and first <= k)
             sums["mrr@10"] += 1.0 / first if first else 0.0
             sums["ndcg@10"] += _ndcg(relevant, len({(g[0] or g[1], g[2]) for g in gold}))
+            # Did the top hit come from a right document (any page)?
+            sums["doc_recall@1"] += float(bool(hits) and any(
+                _matches(hits[0].source, hits[0].doc_id, g[2], g) for g in gold))
         out["modes"][mode] = {key: round(v / len(rows), 4) for key, v in sums.items()}
         out["per_question"][mode] = ranks
     return out

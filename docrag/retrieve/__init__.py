@@ -44,6 +44,7 @@ def search(
     group: Literal["chunk", "page"] = "chunk",
     locate: bool = True,
     image_embedder: ImageEmbedder | None = None,
+    cues: bool = True,
 ) -> list[Hit]:
     """The ``k`` best chunks for ``query``.
 
@@ -58,6 +59,7 @@ def search(
         image_embedder: When the index embedded its figure crops, the query
             also goes through this model's text tower; the figure ranking it
             gives joins the fusion (RRF) beside the text-side rankings.
+        cues: Boost the documents whose company or fiscal year the query names.
     """
     if mode not in MODES:
         from docrag.errors import ConfigError
@@ -73,7 +75,7 @@ def search(
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
     weights = [1.0] * len(rankings)
-    cued = cued_documents(store, query)
+    cued = cued_documents(store, query) if cues else []
     if cued and mode != "bm25":
         # Two-stage in spirit: the documents the question names (company, year) get
         # their own dense ranking in the fusion. A boost, never a filter.
