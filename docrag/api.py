@@ -190,8 +190,11 @@ class Index:
             record = {"doc_id": doc.doc_id, "source": label or source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind, "profile": result.profile}, "tags": tags}
-            store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops,
-                               image_vectors=image_vectors)
+            added = store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops,
+                                       image_vectors=image_vectors)
+        if added is None:  # another process indexed the same bytes while we read them
+            result.status = "unchanged"
+            return result
         result.status = "replaced" if replaces else "indexed"
         result.chunks = len(chunks)
         return result

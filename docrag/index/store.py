@@ -200,16 +200,23 @@ class LocalStore:
         replaces: list[str] = (),  # type: ignore[assignment]
         crops: dict[str, bytes] | None = None,
         image_vectors: dict[int, np.ndarray] | None = None,
-    ) -> list[int]:
+    ) -> list[int] | None:
         """Insert a document, its pages, chunks and vectors in one transaction.
 
-        Documents listed in ``replaces`` (an older version of the same file)
-        are removed in the same transaction. Returns the new chunk ids.
+        Older documents at the same path (``record["path"]``) are replaced in the
+        same transaction. Returns the new chunk ids, or None when the same bytes
+        were indexed meanwhile (by another writer).
+        ``replaces`` is accepted for compatibility; the store decides under its lock.
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(chunks), self.dim):
             raise ValueError(f"expected vectors of shape {(len(chunks), self.dim)}, got {vectors.shape}")
         with self._write_lock():
+            # Another writer may have added the same bytes, or replaced this path,
+            # since the caller looked: decide again under the lock.
+            if self.has_document(record["doc_id"]):
+                return None
+            replaces = [d for d in self.find_documents(record["path"]) if d != record["doc_id"]]
             # Crops are content-addressed: writing them before the transaction is
             # safe (a crash leaves at most an unreferenced file, never a missing one).
             self._write_crops(crops or {})
