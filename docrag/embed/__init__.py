@@ -43,8 +43,10 @@ def get_embedder(name: str = "minilm", batch_size: int = 32) -> TextEmbedder:
     Registered names first (``minilm``); anything else is handed to
     sentence-transformers as a model id or a local directory.
     """
-    from docrag.embed import onnx, sentence  # noqa: F401  (register "minilm", "minilm-onnx", "minilm-onnx-int8")
+    from docrag.embed import onnx, openai_compat, sentence  # noqa: F401  (register the built-in names)
 
+    if name.startswith("openai:"):  # what an index built with the "openai" embedder records
+        return openai_compat.from_name(name, batch_size=batch_size)
     if name in EMBEDDERS.names():
         return EMBEDDERS.create(name, batch_size=batch_size)
     if not name.strip():

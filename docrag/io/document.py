@@ -76,46 +76,79 @@ class PageSource:
     def __init__(self, doc: Document, number: int) -> None:
         self.doc = doc
         self.number = number  # 1-based
-        self.warnings: list[str] = []
-        self._page: Any = doc._pdf[number - 1] if doc._pdf is not None else None
+        # What was wrong with the whole file (repairs) is said once, on page 1.
+        self.warnings: list[str] = list(doc.warnings) if number == 1 else []
+        self._page: Any = None
         self._frame: Any = None
-        if self._page is not None:
-            r = self._page.cropbox
-            self.width, self.height = float(r.width), float(r.height)
-            self.rotation = int(self._page.rotation)
+        self.width = self.height = 0.0
+        self.rotation = 0
+        # A page that cannot even be loaded (a looping page tree, a corrupt
+        # frame) still yields a PageSource: its methods raise the LoadError,
+        # so ingest records the page as failed and goes on with the others.
+        self._error: LoadError | None = None
+        try:
+            self._load()
+        except LoadError as exc:
+            self._error = exc
+
+    def _load(self) -> None:
+        doc = self.doc
+        if doc._pdf is not None:
+            try:
+                self._page = doc._pdf[self.number - 1]
+                r = self._page.cropbox
+                self.width, self.height = float(r.width), float(r.height)
+                self.rotation = int(self._page.rotation)
+            except Exception as exc:  # MuPDF: "cycle in page tree", broken page objects
+                self._page = None
+                raise LoadError(doc.source, f"page cannot be loaded ({_first_line(exc)})", page=self.number) from None
         else:
-            self._frame = doc._frame(number - 1)
+            self._frame = doc._frame(self.number - 1)
             dpi = doc._image_dpi(self._frame)
             self.width = self._frame.width * 72.0 / dpi
             self.height = self._frame.height * 72.0 / dpi
-            self.rotation = 0
+
+    def _check(self) -> None:
+        if self._error is not None:
+            raise self._error
 
     def words(self) -> list[Word]:
         """Text-layer words in reading order of the file (empty for images)."""
+        self._check()
         if self._page is None:
             return []
         try:
             raw = self._page.get_text("words", sort=False)
         except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
-            raise LoadError(self.doc.source, f"text layer unreadable ({exc})", page=self.number) from None
+            raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
         return [Word(text=w[4], bbox=(w[0], w[1], w[2], w[3])) for w in raw if w[4].strip()]
 
     def word_groups(self) -> list[list[Word]]:
         """Text-layer words grouped by the PDF's own lines (block, line numbers)."""
+        self._check()
         if self._page is None:
             return []
         groups: dict[tuple[int, int], list[Word]] = {}
-        for w in self._page.get_text("words", sort=False):
+        try:
+            raw = self._page.get_text("words", sort=False)
+        except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
+            raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
+        for w in raw:
             if w[4].strip():
                 groups.setdefault((w[5], w[6]), []).append(Word(w[4], (w[0], w[1], w[2], w[3])))
         return list(groups.values())
 
     def image_boxes(self) -> list[BBox]:
         """Boxes (page points) where raster images are drawn on this page."""
+        self._check()
         if self._page is None:
             return [(0.0, 0.0, self.width, self.height)]
         boxes = []
-        for info in self._page.get_image_info():
+        try:
+            infos = self._page.get_image_info()
+        except Exception as exc:
+            raise LoadError(self.doc.source, f"page content unreadable ({_first_line(exc)})", page=self.number) from None
+        for info in infos:
             x0, y0, x1, y1 = info["bbox"]
             boxes.append((max(0.0, x0), max(0.0, y0), min(self.width, x1), min(self.height, y1)))
         return [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
@@ -126,6 +159,7 @@ class PageSource:
         Image pages are returned at their native resolution. Huge pages are
         downscaled so that no raster exceeds ``MAX_RASTER_PIXELS``.
         """
+        self._check()
         if self._page is None:
             return self._render_frame()
         import pymupdf
@@ -139,7 +173,7 @@ class PageSource:
         try:
             pix = self._page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
         except Exception as exc:
-            raise LoadError(self.doc.source, f"page cannot be rendered ({exc})", page=self.number) from None
+            raise LoadError(self.doc.source, f"page cannot be rendered ({_first_line(exc)})", page=self.number) from None
         img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3].copy()
         # pixels -> displayed (rotated) points -> unrotated page points
         m = self._page.derotation_matrix
@@ -155,11 +189,20 @@ class PageSource:
     def _render_frame(self) -> Raster:
         frame = self._frame
         pixels = frame.width * frame.height
-        if pixels > MAX_RASTER_PIXELS:
-            factor = int(np.ceil((pixels / MAX_RASTER_PIXELS) ** 0.5))
-            self._warn(f"image is {frame.width}x{frame.height} px; downscaled {factor}x for OCR")
-            frame = frame.reduce(factor)
-        img = np.asarray(frame.convert("RGB"), dtype=np.uint8).copy()
+        try:
+            if frame is self.doc._image:  # a huge frame left undecoded by Document._frame
+                frame.seek(self.number - 1)
+            if pixels > MAX_RASTER_PIXELS:
+                width, height = frame.size
+                factor = int(np.ceil((pixels / MAX_RASTER_PIXELS) ** 0.5))
+                # JPEG decodes straight to 1/2, 1/4 or 1/8 scale: the full raster is never allocated.
+                frame.draft("RGB", (frame.width // factor, frame.height // factor))
+                if frame.width * frame.height > MAX_RASTER_PIXELS:
+                    frame = frame.reduce(int(np.ceil((frame.width * frame.height / MAX_RASTER_PIXELS) ** 0.5)))
+                self._warn(f"image is {width}x{height} px; downscaled {round(width / frame.width)}x for OCR")
+            img = np.asarray(frame.convert("RGB"), dtype=np.uint8).copy()
+        except Exception as exc:  # corrupt data only found when decoding
+            raise LoadError(self.doc.source, f"image frame unreadable ({_first_line(exc)})", page=self.number) from None
         s = self.width / frame.width
         to_points = np.array([[s, 0.0, 0.0], [0.0, s, 0.0]], dtype=np.float64)
         return Raster(image=img, to_points=to_points, dpi=72.0 / s)
@@ -174,6 +217,9 @@ class Document:
         self.kind = kind
         self._pdf: Any = None
         self._image: Any = None
+        self._frames = 1
+        # What was recovered from a damaged file; shown with page 1's warnings.
+        self.warnings: list[str] = []
         if kind == "pdf":
             self._open_pdf(password)
         else:
@@ -193,16 +239,27 @@ class Document:
                 pdf.close()
                 raise LoadError(self.source, "password-protected PDF",
                                 hint="decrypt it first (e.g. qpdf --decrypt) or pass the password")
-        if pdf.page_count == 0:
+        try:
+            loops = _break_page_tree_loops(pdf)
+            pages, repaired = int(pdf.page_count), bool(pdf.is_repaired)
+        except Exception as exc:  # the page tree or trailer is beyond repair
+            pdf.close()
+            raise LoadError(self.source, f"corrupt PDF ({_first_line(exc)})",
+                            hint="re-export or repair it (e.g. with qpdf) and try again") from None
+        if pages == 0:
             pdf.close()
             raise LoadError(self.source, "PDF has no pages", hint="check that the export finished")
-        if pdf.is_repaired and not _has_eof_marker(self.path):
+        if repaired and not _has_eof_marker(self.path):
             # MuPDF rebuilds a cut-off file silently; indexing half of it would
             # lose the rest without a word, so a truncated file is refused.
-            pages = pdf.page_count
             pdf.close()
             raise LoadError(self.source, f"truncated PDF (no end-of-file marker; {pages} page(s) recoverable)",
                             hint="download or copy the file again")
+        if repaired:
+            self.warnings.append(f"repaired: broken xref table rebuilt from the objects; {pages} page(s) recovered")
+        if loops:
+            self.warnings.append(f"repaired: page tree loops back on itself ({loops} link(s) cut); "
+                                 f"{pages} page(s) recovered")
         self._pdf = pdf
 
     def _open_image(self) -> None:
@@ -223,6 +280,13 @@ class Document:
         except Exception as exc:
             raise LoadError(self.source, f"unreadable {self.kind.upper()} image ({_first_line(exc)})",
                             hint="re-export the image") from None
+        try:
+            # Counting frames parses every TIFF directory; a broken one after the
+            # first keeps the frames before it.
+            self._frames = max(1, int(getattr(img, "n_frames", 1)))
+        except Exception as exc:
+            self._frames = 1
+            self.warnings.append(f"frame count unreadable ({_first_line(exc)}); only the first frame is read")
         self._image = img
 
     def metadata(self) -> dict[str, str]:
@@ -238,7 +302,7 @@ class Document:
     def page_count(self) -> int:
         if self._pdf is not None:
             return int(self._pdf.page_count)
-        return int(getattr(self._image, "n_frames", 1))
+        return self._frames
 
     def pages(self) -> Iterator[PageSource]:
         """Yield the pages one at a time (1-based ``number``)."""
@@ -254,6 +318,8 @@ class Document:
     def _frame(self, index: int) -> Any:
         try:
             self._image.seek(index)
+            if self._image.width * self._image.height > MAX_RASTER_PIXELS:
+                return self._image  # decoded (downscaled) only when rendered, never copied at full size
             return self._image.copy()
         except Exception as exc:
             raise LoadError(self.source, f"image frame unreadable ({_first_line(exc)})", page=index + 1) from None
@@ -301,3 +367,61 @@ def _has_eof_marker(path: Path) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip().splitlines()
     return text[0] if text else type(exc).__name__
+
+
+def _break_page_tree_loops(pdf: Any) -> int:
+    """Cut the ``/Kids`` links that lead back into the page tree; how many were cut.
+
+    MuPDF refuses every page of a tree with a cycle ("cycle in page tree"),
+    so a single bad link would lose the whole file. Files without a loop, and
+    trees this walk does not understand, are left as they are.
+    """
+    import re
+
+    def kids_of(xref: int) -> list[int] | None:
+        kind, value = pdf.xref_get_key(xref, "Kids")
+        if kind == "null":
+            return None  # a page (leaf)
+        if kind != "array":
+            raise ValueError(f"/Kids of object {xref} is {kind}")
+        return [int(n) for n in re.findall(r"(\d+) \d+ R", value)]
+
+    try:
+        kind, value = pdf.xref_get_key(pdf.pdf_catalog(), "Pages")
+        if kind != "xref":
+            return 0
+        root = int(value.split()[0])
+        seen, cut, fixes = {root}, 0, {}  # type: ignore[var-annotated]
+        stack = [root]
+        while stack:
+            node = stack.pop()
+            kids = kids_of(node) or []
+            keep = [k for k in kids if k not in seen]
+            cut += len(kids) - len(keep)
+            if len(keep) != len(kids):
+                fixes[node] = keep
+            seen.update(keep)
+            stack += [k for k in keep if kids_of(k) is not None]
+        for node, keep in fixes.items():
+            pdf.xref_set_key(node, "Kids", "[" + " ".join(f"{k} 0 R" for k in keep) + "]")
+        if fixes:
+            _recount(pdf, root, kids_of)
+        return cut
+    except Exception:  # not a tree we can walk: MuPDF has the last word, page by page
+        return 0
+
+
+def _recount(pdf: Any, root: int, kids_of: Any) -> None:
+    """Set ``/Count`` of every node under ``root`` to its number of pages (the tree is acyclic now)."""
+    order, children, stack = [], {}, [root]
+    while stack:  # no recursion: a page tree may be thousands of levels deep
+        node = stack.pop()
+        order.append(node)
+        children[node] = kids_of(node)
+        stack += children[node] or []
+    counts: dict[int, int] = {}
+    for node in reversed(order):  # children before their parents
+        kids = children[node]
+        counts[node] = 1 if kids is None else sum(counts[k] for k in kids)
+        if kids is not None:
+            pdf.xref_set_key(node, "Count", str(counts[node]))

@@ -1,0 +1,253 @@
+"""Search latency of a live ``docrag serve`` under concurrent clients, idle and during an ingest.
+
+Starts ``docrag serve`` (uvicorn, its own process, the default ``minilm``
+embedder unless ``--embedder``) on 127.0.0.1 over a fresh temporary index,
+uploads the seed fixtures through ``POST /documents`` and waits for them, then
+runs two phases of ``--clients`` threads, each sending ``POST /search`` (the
+questions of ``fixtures/data/qa.jsonl`` in turn, hybrid, k=5) back to back on
+its own keep-alive connection:
+
+- ``idle``: nothing else happens, for ``--seconds``;
+- ``ingest``: the scanned fixtures (OCR) are uploaded at the start; the phase
+  lasts ``--seconds`` or until the job ends, whichever is first, so every
+  request timed is one made while the server ingests (``busy`` says which part
+  of the phase the job was running).
+
+An error is anything but a 200 with a JSON list (a timeout, a 5xx, a dropped
+connection). Everything goes to 127.0.0.1; the server is stopped at the end.
+Prints:
+
+    phase  clients  requests  p50_ms  p95_ms  errors  rps  busy
+
+Usage:
+    python bench/serve.py                       # 8 clients, 20 s per phase
+    python bench/serve.py --clients 4 --seconds 10 --json
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+FIXTURES = ROOT / "fixtures" / "data"
+SEED = ["report.pdf", "mixed.pdf", "visual.pdf"]
+INGEST = ["report_scan.pdf", "pages_scan.tiff"]
+MAX_REQUESTS = 200_000  # per phase, a bound whatever the speed
+
+
+def machine() -> str:
+    model = "unknown CPU"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
+    return f"# {cores} cores, {model}, python {platform.python_version()}, load avg {load}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Server:
+    """``docrag serve`` in a child process on loopback; stopped (SIGINT, then kill) on exit."""
+
+    def __init__(self, index_dir: Path, embedder: str, log: Path) -> None:
+        self.port = free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        env = {**os.environ, "DOCRAG_EMBEDDER": embedder, "PYTHONPATH": str(ROOT)}
+        code = ("import sys; from docrag.integrations.http import serve; "
+                "serve(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')")
+        self._log = open(log, "wb")
+        self.proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(self.port)], env=env,
+                                     stdout=self._log, stderr=subprocess.STDOUT)
+
+    def wait_ready(self, client: Any, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"docrag serve exited with {self.proc.returncode}; see {self._log.name}")
+            try:
+                if client.get(f"{self.base}/health", timeout=2).status_code == 200:
+                    return
+            except Exception:
+                pass
+            time.sleep(0.2)
+        raise RuntimeError(f"docrag serve not ready after {timeout:.0f} s")
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # uvicorn's graceful shutdown
+            try:
+                self.proc.wait(20)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(10)
+        self._log.close()
+
+
+def upload(client: Any, base: str, names: list[str]) -> str:
+    files = [("file", (name, (FIXTURES / name).read_bytes(), "application/octet-stream")) for name in names]
+    response = client.post(f"{base}/documents", files=files, timeout=60)
+    response.raise_for_status()
+    return str(response.json()["id"])
+
+
+def wait_job(client: Any, base: str, job_id: str, timeout: float) -> dict[str, Any]:
+    deadline = time.monotonic() + timeout
+    while True:
+        job = client.get(f"{base}/jobs/{job_id}", timeout=10).json()
+        if job["status"] in ("done", "failed") or time.monotonic() > deadline:
+            return job  # type: ignore[no-any-return]
+        time.sleep(0.25)
+
+
+def run_phase(base: str, queries: list[str], clients: int, seconds: float,
+              stop: threading.Event | None = None) -> dict[str, Any]:
+    """``clients`` threads searching back to back for ``seconds`` (or until ``stop``)."""
+    import httpx
+
+    latencies: list[list[float]] = [[] for _ in range(clients)]
+    errors: list[list[str]] = [[] for _ in range(clients)]
+    start = threading.Barrier(clients + 1)
+    end = threading.Event()
+    budget = MAX_REQUESTS // clients
+
+    def client_loop(i: int) -> None:
+        with httpx.Client(base_url=base, timeout=30) as http:
+            start.wait()
+            n = i  # each thread starts at another question
+            while not end.is_set() and len(latencies[i]) + len(errors[i]) < budget:
+                body = {"query": queries[n % len(queries)], "k": 5}
+                n += 1
+                t0 = time.perf_counter()
+                try:
+                    r = http.post("/search", json=body)
+                    ok = r.status_code == 200 and isinstance(r.json(), list)
+                    problem = "" if ok else f"{r.status_code} {r.text[:120]}"
+                except Exception as exc:  # timeouts, resets: an error, not a crash of the bench
+                    problem = f"{type(exc).__name__}: {exc}"
+                dt = (time.perf_counter() - t0) * 1000
+                if problem:
+                    errors[i].append(problem)
+                else:
+                    latencies[i].append(dt)
+
+    threads = [threading.Thread(target=client_loop, args=(i,), daemon=True) for i in range(clients)]
+    for t in threads:
+        t.start()
+    start.wait()
+    t0 = time.monotonic()
+    while time.monotonic() - t0 < seconds and not (stop is not None and stop.is_set()):
+        time.sleep(0.05)
+    end.set()
+    for t in threads:
+        t.join(60)
+    elapsed = time.monotonic() - t0
+    lat = np.array([x for xs in latencies for x in xs]) if any(latencies) else np.zeros(0)
+    errs = [e for es in errors for e in es]
+    return {"clients": clients, "requests": int(lat.size + len(errs)), "seconds": round(elapsed, 2),
+            "p50_ms": float(np.percentile(lat, 50)) if lat.size else float("nan"),
+            "p95_ms": float(np.percentile(lat, 95)) if lat.size else float("nan"),
+            "errors": len(errs), "rps": (lat.size + len(errs)) / elapsed, "error_samples": errs[:3]}
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--clients", type=int, default=8, help="concurrent client threads")
+    ap.add_argument("--seconds", type=float, default=20, help="length of each phase (the ingest phase ends sooner "
+                                                              "when the job does)")
+    ap.add_argument("--embedder", default="minilm", help="the server's text embedder (DOCRAG_EMBEDDER)")
+    ap.add_argument("--ingest", nargs="+", default=INGEST, help="fixtures uploaded during the ingest phase")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    args = ap.parse_args()
+    if not 1 <= args.clients <= 64 or not 0 < args.seconds <= 300:
+        ap.error("--clients must be 1..64 and --seconds 0..300")
+    import httpx
+
+    queries = [json.loads(line)["question"] for line in (FIXTURES / "qa.jsonl").read_text().splitlines() if line]
+    rows: list[dict[str, Any]] = []
+    with tempfile.TemporaryDirectory(prefix="docrag-bench-serve-") as tmp, httpx.Client(timeout=30) as http:
+        server = Server(Path(tmp) / "ix", args.embedder, Path(tmp) / "server.log")
+        try:
+            t0 = time.monotonic()
+            server.wait_ready(http)
+            seed = wait_job(http, server.base, upload(http, server.base, SEED), timeout=600)
+            if seed["status"] != "done":
+                raise RuntimeError(f"seed ingest {seed['status']}: {seed.get('error')}")
+            setup_s = time.monotonic() - t0
+            chunks = sum(f.get("chunks") or 0 for f in seed["files"])
+            for q in queries:  # warm-up: model, FAISS and SQLite caches of every reader
+                http.post(f"{server.base}/search", json={"query": q, "k": 5}).raise_for_status()
+
+            rows.append({"phase": "idle", **run_phase(server.base, queries, args.clients, args.seconds),
+                         "busy": 0.0})
+
+            job_id = upload(http, server.base, args.ingest)
+            done = threading.Event()
+            busy = {"s": 0.0, "job": {}}
+
+            def watch() -> None:  # when the job ends, the phase ends: only requests made during the ingest count
+                started = time.monotonic()
+                with httpx.Client(base_url=server.base, timeout=30) as w:
+                    while not done.is_set():
+                        job = w.get(f"/jobs/{job_id}").json()
+                        busy["job"], busy["s"] = job, time.monotonic() - started
+                        if job["status"] in ("done", "failed"):
+                            done.set()
+                        else:
+                            time.sleep(0.2)
+
+            watcher = threading.Thread(target=watch, daemon=True)
+            watcher.start()
+            phase = run_phase(server.base, queries, args.clients, args.seconds, stop=done)
+            job_state = busy["job"].get("status", "?")
+            done.set()
+            watcher.join(30)
+            rows.append({"phase": "ingest", **phase, "busy": min(1.0, busy["s"] / phase["seconds"])})
+        finally:
+            server.stop()
+
+    info = {"machine": machine(), "embedder": args.embedder, "seed": SEED, "seed_chunks": chunks,
+            "setup_s": round(setup_s, 1), "ingest": args.ingest, "ingest_job_at_phase_end": job_state,
+            "queries": len(queries), "rows": rows}
+    if args.json:
+        print(json.dumps(info, indent=2))
+        return 0
+    print(info["machine"])
+    print(f"# docrag serve on 127.0.0.1, embedder {args.embedder}, index: {', '.join(SEED)} ({chunks} chunks, "
+          f"ready in {setup_s:.0f} s); POST /search hybrid k=5 over {len(queries)} questions")
+    print(f"# ingest phase: upload of {', '.join(args.ingest)} (OCR); job {job_state} at phase end")
+    print(f"{'phase':<8} {'clients':>7} {'requests':>8} {'p50_ms':>8} {'p95_ms':>8} {'errors':>6} {'rps':>7} "
+          f"{'busy':>5}")
+    for r in rows:
+        print(f"{r['phase']:<8} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
+              f"{r['errors']:>6} {r['rps']:>7.1f} {r['busy']:>5.2f}")
+    for r in rows:
+        for sample in r["error_samples"]:
+            print(f"# {r['phase']} error: {sample}")
+    return 1 if any(r["errors"] for r in rows) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
