@@ -18,6 +18,7 @@ import signal
 import struct
 import subprocess
 import sys
+import time
 import zlib
 from functools import lru_cache
 from pathlib import Path
@@ -211,15 +212,20 @@ def time_limit(seconds: int = EXAMPLE_SECONDS) -> Iterator[None]:
     def on_alarm(signum: int, frame: object) -> None:
         raise TimeoutError(f"example ran over {seconds} s (a hang)")
 
+    # A C-level hang never returns to Python for the alarm: faulthandler then kills
+    # the run with the stack. The outer timer (pytest-timeout's) is put back after.
     old = signal.signal(signal.SIGALRM, on_alarm)
-    signal.alarm(seconds)
+    outer, _ = signal.setitimer(signal.ITIMER_REAL, seconds)
+    start = time.monotonic()
     faulthandler.dump_traceback_later(6 * seconds, exit=True)
     try:
         yield
     finally:
         faulthandler.cancel_dump_traceback_later()
-        signal.alarm(0)
+        signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, old)
+        if outer:
+            signal.setitimer(signal.ITIMER_REAL, max(outer - (time.monotonic() - start), 0.001))
 
 
 def _write(tmp: Path, name: str, data: bytes) -> Path:

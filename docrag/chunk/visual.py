@@ -75,7 +75,10 @@ def visual_chunks(page: Page, doc_id: str, source: str, refs: dict[tuple[str, st
         key = label(region.caption)
         if key:
             # The caption itself also matches; keep only sentences from the body.
-            parts += [s for s in refs.get(key, [])[:3] if s not in (region.caption or "")]
+            # The caption itself is among the "references" (often run on into the next
+            # body line); keep only sentences that refer to the figure from elsewhere.
+            head = " ".join(region.caption.split())[:24]
+            parts += [s for s in refs.get(key, []) if not s.startswith(head) and s not in region.caption][:3]
         text = "\n".join(p for p in parts if p)
         chunks.append(Chunk(doc_id=doc_id, source=source, page=page.number, text=text, bbox=region.bbox,
                             line_boxes=[region.bbox], kind=region.kind, ordinal=start + i,

@@ -391,16 +391,18 @@ def _break_page_tree_loops(pdf: Any) -> int:
         if kind != "xref":
             return 0
         root = int(value.split()[0])
-        seen, cut, fixes = {root}, 0, {}  # type: ignore[var-annotated]
-        stack = [root]
+        seen, cut, stack = {root}, 0, [root]
+        fixes: dict[int, list[int]] = {}
         while stack:
             node = stack.pop()
-            kids = kids_of(node) or []
-            keep = [k for k in kids if k not in seen]
+            kids, keep = kids_of(node) or [], []
+            for kid in kids:  # a node met a second time closes a loop (or is listed twice)
+                if kid not in seen:
+                    seen.add(kid)
+                    keep.append(kid)
             cut += len(kids) - len(keep)
             if len(keep) != len(kids):
                 fixes[node] = keep
-            seen.update(keep)
             stack += [k for k in keep if kids_of(k) is not None]
         for node, keep in fixes.items():
             pdf.xref_set_key(node, "Kids", "[" + " ".join(f"{k} 0 R" for k in keep) + "]")
@@ -413,7 +415,8 @@ def _break_page_tree_loops(pdf: Any) -> int:
 
 def _recount(pdf: Any, root: int, kids_of: Any) -> None:
     """Set ``/Count`` of every node under ``root`` to its number of pages (the tree is acyclic now)."""
-    order, children, stack = [], {}, [root]
+    order, stack = [], [root]
+    children: dict[int, list[int] | None] = {}
     while stack:  # no recursion: a page tree may be thousands of levels deep
         node = stack.pop()
         order.append(node)
