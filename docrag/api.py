@@ -205,6 +205,7 @@ class Index:
     ) -> tuple[list[Page], list[Chunk]]:
         pages: list[Page] = []
         chunks: list[Chunk] = []
+        result.warnings += [f"{doc.source}: {w}" for w in getattr(doc, "warnings", [])]
         for src in doc.pages():
             try:
                 page = process_page(src, self.options)
@@ -214,7 +215,8 @@ class Index:
                 page = _failed_page(src, f"{doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
             if page.error:
                 result.page_errors.append(page.error)
-            result.warnings += [f"{doc.source} (page {page.number}): {w}" for w in page.warnings]
+            result.warnings += [f"{doc.source} (page {page.number}): {w}" for w in page.warnings
+                                if w not in getattr(doc, "warnings", [])]  # file-level ones are listed once
             pages.append(page)
             result.pages += 1
             result.pages_ocr += page.method in ("ocr", "mixed")
