@@ -30,6 +30,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine as _machine  # noqa: E402
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -89,21 +92,11 @@ def page_recall(emb, chunks: list[tuple[str, int, str]], qa: list[dict]) -> dict
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
     import onnxruntime
     import torch
 
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return (f"# {cores} cores, {model}, torch {torch.__version__} ({torch.get_num_threads()} threads), "
-            f"onnxruntime {onnxruntime.__version__}, python {platform.python_version()}, load avg {load}")
+    return _machine(f"torch {torch.__version__} ({torch.get_num_threads()} threads)",
+                    f"onnxruntime {onnxruntime.__version__}")
 
 
 def main() -> None:

@@ -29,6 +29,9 @@ import tempfile
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine as _machine  # noqa: E402
+
 import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -41,19 +44,9 @@ K = 10
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     import faiss
 
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"# {cores} cores, {model}, faiss {faiss.__version__}, python {platform.python_version()}, load avg {load}"
+    return _machine(f"faiss {faiss.__version__}")
 
 
 class Clusters:

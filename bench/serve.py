@@ -38,6 +38,9 @@ import tempfile
 import threading
 import time
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from machine import machine as _machine  # noqa: E402
 from typing import Any
 
 import numpy as np
@@ -50,17 +53,7 @@ MAX_REQUESTS = 200_000  # per phase, a bound whatever the speed
 
 
 def machine() -> str:
-    model = "unknown CPU"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    return f"# {cores} cores, {model}, python {platform.python_version()}, load avg {load}"
+    return _machine()
 
 
 def free_port() -> int:
