@@ -9,7 +9,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -147,6 +150,7 @@ class Index:
         progress: ProgressFn | None = None,
         tags: dict[str, str] | None = None,
         labels: dict[str, str] | None = None,
+        password: str | None = None,
     ) -> IngestReport:
         """Add files (or directories of files) to the index.
 
@@ -154,20 +158,21 @@ class Index:
         previous version; a bad file is reported and leaves the index untouched.
         ``tags`` (e.g. ``{"year": "2023"}``) are stored per document for filtering.
         ``labels`` maps a path as given to the name recorded as its source (an
-        upload's original file name).
+        upload's original file name). ``password`` opens encrypted PDFs.
         """
         start = time.perf_counter()
         report = IngestReport()
         for source in expand_paths(paths):
-            report.files.append(self._ingest_file(source, progress, dict(tags or {}), (labels or {}).get(source)))
+            report.files.append(self._ingest_file(source, progress, dict(tags or {}), (labels or {}).get(source),
+                                                  password))
         report.seconds = time.perf_counter() - start
         return report
 
     def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str],
-                     label: str | None = None) -> FileResult:
+                     label: str | None = None, password: str | None = None) -> FileResult:
         result = FileResult(source=source, status="failed")
         try:
-            doc = open_document(source)
+            doc = open_document(source, password=password)
         except LoadError as exc:
             result.error = str(exc)
             return result
@@ -208,7 +213,8 @@ class Index:
         result.warnings += [f"{doc.source}: {w}" for w in getattr(doc, "warnings", [])]
         for src in doc.pages():
             try:
-                page = process_page(src, self.options)
+                with page_time_limit(self.options.page_timeout, doc.source, src.number):
+                    page = process_page(src, self.options)
             except DocragError as exc:
                 page = _failed_page(src, str(exc))
             except Exception as exc:  # one bad page must not abort the batch
@@ -345,6 +351,31 @@ class Index:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def page_time_limit(seconds: float, source: str, page: int) -> Iterator[None]:
+    """Raise LoadError when one page takes longer than ``seconds`` (0: no limit).
+
+    Uses SIGALRM, so it applies in the main thread of a POSIX process only; a
+    long call inside C code is interrupted when it returns to Python.
+    """
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise LoadError(source, f"took longer than {seconds:g} s and was skipped", page=page,
+                        hint="raise --page-timeout or check the page")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def _failed_page(src: Any, message: str) -> Page:

@@ -56,8 +56,10 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the documents (repeatable); filter on it in search.")
+@click.option("--password", envvar="DOCRAG_PASSWORD", default=None, help="Password of encrypted PDFs (or DOCRAG_PASSWORD).")
 @_options_from_model(IngestOptions)
-def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, tags: tuple[str, ...], **opts: Any) -> None:
+def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, tags: tuple[str, ...],
+           password: str | None, **opts: Any) -> None:
     """Add PDFs and images (or folders of them) to an index."""
     from tqdm import tqdm
 
@@ -79,7 +81,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
     report = IngestReport()
     for path in files:
         bar.set_description(textwrap.shorten(path, 40, placeholder="…"))
-        part = index.ingest([path], progress=progress, tags=tag_map)
+        part = index.ingest([path], progress=progress, tags=tag_map, password=password)
         report.files += part.files
         report.seconds += part.seconds
         bar.update(1)

@@ -75,6 +75,9 @@ class IngestOptions(BaseModel):
         40, ge=0, description="Tokens repeated between consecutive chunks of one page."
     )
     batch_size: int = Field(32, ge=1, description="Chunks embedded per batch.")
+    page_timeout: float = Field(
+        300.0, ge=0, description="Skip (and report) a page that takes longer than this many seconds; 0: no limit."
+    )
     context_headers: bool = Field(
         True, description="Embed and BM25-index each chunk with its document/section header (company, "
         "report type, fiscal year, section)."

@@ -148,3 +148,37 @@ def test_mixed_page_ocrs_the_scanned_insert_without_duplicates(fixtures_dir: Pat
     assert text.count("Quarterly memo digest") == 1
     assert "dock leveler at door 14" in text
     assert all(ln.source == "ocr" for ln in result.lines if "leveler" in ln.text)
+
+
+def test_encrypted_pdf_opens_with_password(tmp_path: Path, fixtures_dir: Path, capsys) -> None:
+    from bad_inputs import make_bad_inputs
+
+    locked, _ = make_bad_inputs(tmp_path / "bad", fixtures_dir / "report.pdf")["locked"]
+    ix = tmp_path / "ix"
+    code, _, err = run(capsys, "ingest", str(locked), "--index", str(ix), "-q", "--ocr", "never", "--embedder", "fake-hash")
+    assert code == 1 and "--password" in err
+    code, out, _ = run(capsys, "ingest", str(locked), "--index", str(ix), "-q", "--ocr", "never",
+                       "--embedder", "fake-hash", "--password", "secret")
+    assert code == 0 and "1 indexed" in out
+
+
+def test_a_page_over_the_time_limit_is_skipped_and_reported(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
+    import time
+
+    import docrag.api
+    from docrag import Index, IngestOptions
+
+    real = docrag.api.process_page
+
+    def slow_on_page_2(src, options):
+        if src.number == 2:
+            time.sleep(5)
+        return real(src, options)
+
+    monkeypatch.setattr(docrag.api, "process_page", slow_on_page_2)
+    index = Index(tmp_path / "ix", IngestOptions(ocr="never", embedder="fake-hash", page_timeout=0.5))
+    report = index.ingest([fixtures_dir / "report.pdf"])
+    (f,) = report.files
+    assert f.status == "indexed" and len(f.page_errors) == 1
+    assert "page 2" in f.page_errors[0] and "longer than 0.5 s" in f.page_errors[0]
+    assert {h.page for h in index.search("Northwind", k=20)} == {1, 3}

@@ -238,7 +238,7 @@ class Document:
             if not password or not pdf.authenticate(password):
                 pdf.close()
                 raise LoadError(self.source, "password-protected PDF",
-                                hint="decrypt it first (e.g. qpdf --decrypt) or pass the password")
+                                hint="pass --password (or DOCRAG_PASSWORD), or decrypt it first (qpdf --decrypt)")
         try:
             loops = _break_page_tree_loops(pdf)
             pages, repaired = int(pdf.page_count), bool(pdf.is_repaired)
