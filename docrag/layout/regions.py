@@ -73,7 +73,7 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
     >>> import pymupdf; from docrag.io.document import PageSource
     >>> d = pymupdf.open(); p = d.new_page(); _ = p.draw_rect((100, 100, 300, 250), fill=(0, 0, 1))
     >>> class S(PageSource):
-    ...     def __init__(self): self._page, self.width, self.height = p, p.rect.width, p.rect.height
+    ...     def __init__(self): self._page, self.width, self.height, self._error = p, p.rect.width, p.rect.height, None
     >>> [(r.kind, r.bbox) for r in find_regions(S(), [])]
     [('figure', (100.0, 100.0, 300.0, 250.0))]
     """
