@@ -79,7 +79,8 @@ def assert_error(response, status: int) -> dict:
 
 
 def files_under(root: Path) -> set[Path]:
-    return {p for p in root.rglob("*") if p.is_file()}
+    """Files the service wrote; SQLite's WAL sidecars come and go with connections."""
+    return {p for p in root.rglob("*") if p.is_file() and not p.name.endswith(("-wal", "-shm"))}
 
 
 # -- search --------------------------------------------------------------------
