@@ -191,16 +191,14 @@ class Index:
             vectors = self.embedder().embed_documents([f"{c.context}\n{c.text}" if c.context else c.text
                                                        for c in chunks])
             image_vectors = self._embed_crops(store, chunks, crops)
-            replaces = [d for d in store.find_documents(str(Path(source).resolve())) if d != doc.doc_id]
             record = {"doc_id": doc.doc_id, "source": label or source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind, "profile": result.profile}, "tags": tags}
-            added = store.add_document(record, pages, chunks, vectors, replaces=replaces, crops=crops,
-                                       image_vectors=image_vectors)
-        if added is None:  # another process indexed the same bytes while we read them
+            replaced = store.add_document(record, pages, chunks, vectors, crops=crops, image_vectors=image_vectors)
+        if replaced is None:  # another process indexed the same bytes while we read them
             result.status = "unchanged"
             return result
-        result.status = "replaced" if replaces else "indexed"
+        result.status = "replaced" if replaced else "indexed"
         result.chunks = len(chunks)
         return result
 
@@ -236,8 +234,7 @@ class Index:
         for page in pages:
             page_chunks = chunk_page(page, doc.doc_id, doc.source, self.options.chunk_tokens, self.options.chunk_overlap)
             sections, carried = section_of_blocks(page, carried)
-            first_line_block = {id(ln): i for i, b in enumerate(page.blocks) for ln in b.lines}
-            by_box = {tuple(ln.bbox): first_line_block[id(ln)] for b in page.blocks for ln in b.lines}
+            by_box = {tuple(ln.bbox): i for i, b in enumerate(page.blocks) for ln in b.lines}
             for chunk in page_chunks:
                 block = by_box.get(tuple(chunk.line_boxes[0])) if chunk.line_boxes else None
                 chunk.context = context_header(profile, sections[block] if block is not None else "") \

@@ -16,7 +16,7 @@ from docrag.config import IngestOptions
 from docrag.io import PageSource, Raster, assess_text_layer
 from docrag.layout import get_layout
 from docrag.layout.reading_order import split_line_at_gaps, words_to_line
-from docrag.types import BBox, Block, Line, Page, Word, union
+from docrag.types import BBox, Block, Line, Page, Word, inside_share, union
 
 __all__ = ["process_page", "ocr_page", "ocr_lines", "OcrRead"]
 
@@ -53,7 +53,7 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
         taken = [ln.bbox for ln in lines]
         raster = src.render(options.dpi)
         for line in ocr_lines(raster, options, page):
-            if _inside_any(line.bbox, images) and not any(_overlap(line.bbox, b) > 0.3 for b in taken):
+            if _inside_any(line.bbox, images) and not any(inside_share(line.bbox, b) > 0.3 for b in taken):
                 lines.append(line)
         page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
     if options.figures:
@@ -212,13 +212,5 @@ def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]
     return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
-def _overlap(a: BBox, b: BBox) -> float:
-    """Intersection area over the area of ``a``."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    area = (a[2] - a[0]) * (a[3] - a[1])
-    return ix * iy / area if area > 0 else 0.0
-
-
 def _inside_any(box: BBox, regions: list[BBox]) -> bool:
-    return any(_overlap(box, r) > 0.6 for r in regions)
+    return any(inside_share(box, r) > 0.6 for r in regions)

@@ -32,6 +32,7 @@ __all__ = [
     "Hit",
     "union",
     "iou",
+    "inside_share",
 ]
 
 _T = TypeVar("_T", bound="_Serializable")
@@ -201,6 +202,18 @@ def union(boxes: list[BBox]) -> BBox:
         float(max(b[2] for b in boxes)),
         float(max(b[3] for b in boxes)),
     )
+
+
+def inside_share(a: BBox, b: BBox) -> float:
+    """Share of box ``a``'s area that lies inside box ``b``.
+
+    >>> inside_share((0, 0, 2, 2), (1, 0, 3, 2))
+    0.5
+    """
+    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
+    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
+    area = (a[2] - a[0]) * (a[3] - a[1])
+    return ix * iy / area if area > 0 else 0.0
 
 
 def iou(a: BBox, b: BBox) -> float:

@@ -3,10 +3,11 @@
 ``siglip`` and ``clip`` run a dual-encoder through ``transformers`` (a hub id
 or a local directory): crops go through the vision tower, queries through the
 model's own text tower, so a text query can be scored against ``image.faiss``.
-That image-side score is then fused with the text-side score of the same
-chunk (its caption, in-figure text and referring sentences, embedded by the
-text embedder) by :func:`fuse_scores`. With no image embedder configured the
-text side alone ranks figures, which is the offline default.
+Search puts that image-side ranking into its reciprocal rank fusion, weighted
+as much as the text side together (:func:`docrag.retrieve.search`).
+:func:`fuse_scores` is a score-level alternative (min-max per side) that
+search does not use today. With no image embedder configured the text side
+alone ranks figures, which is the offline default.
 
 Importing this module loads neither torch nor transformers; an engine loads
 its model when it is built, once per process through :func:`get_image_embedder`.

@@ -197,16 +197,15 @@ class LocalStore:
         pages: list[Page],
         chunks: list[Chunk],
         vectors: np.ndarray,
-        replaces: list[str] = (),  # type: ignore[assignment]
         crops: dict[str, bytes] | None = None,
         image_vectors: dict[int, np.ndarray] | None = None,
-    ) -> list[int] | None:
+    ) -> list[str] | None:
         """Insert a document, its pages, chunks and vectors in one transaction.
 
         Older documents at the same path (``record["path"]``) are replaced in the
-        same transaction. Returns the new chunk ids, or None when the same bytes
-        were indexed meanwhile (by another writer).
-        ``replaces`` is accepted for compatibility; the store decides under its lock.
+        same transaction, decided under the writer lock. Returns the doc ids it
+        replaced (empty for a new file), or None when the same bytes were
+        indexed meanwhile (by another writer).
         """
         vectors = np.ascontiguousarray(vectors, dtype=np.float32)
         if vectors.shape != (len(chunks), self.dim):
@@ -254,7 +253,7 @@ class LocalStore:
                     db.execute("INSERT INTO image_vectors VALUES (?, ?)",
                                (ids[i], np.ascontiguousarray(vec, dtype=np.float32).tobytes()))
             self._sync_vectors(np.asarray(ids, dtype=np.int64), vectors, removed)
-        return ids
+        return replaces
 
     def _write_crops(self, crops: dict[str, bytes]) -> None:
         folder = self.path / "crops"

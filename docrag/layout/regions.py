@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
-from docrag.types import BBox, Line, _Serializable, union
+from docrag.types import BBox, Line, _Serializable, inside_share, union
 
 if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster
@@ -88,7 +88,7 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
     captions = find_captions(lines, exclude=[r.bbox for r in regions])
     taken = {i for cap in captions for i in cap[0]}
     free = [i for i in range(len(lines)) if i not in taken and not any(
-        _inside(lines[i].bbox, r.bbox) > 0.5 for r in regions)]
+        inside_share(lines[i].bbox, r.bbox) > 0.5 for r in regions)]
     regions += borderless_tables([lines[i] for i in free])
     link_captions(regions, captions, lines)
     return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
@@ -124,7 +124,7 @@ def find_captions(lines: list[Line], exclude: list[BBox] = ()) -> list[tuple[lis
             h = last[3] - last[1]
             nxt = [j for j, o in enumerate(lines) if j not in ids and 0 <= o.bbox[1] - last[3] + 0.4 * h < 0.8 * h
                    and abs(o.bbox[0] - lines[ids[0]].bbox[0]) < 3 and abs((o.bbox[3] - o.bbox[1]) - h) < 0.2 * h
-                   and not CAPTION_RE.match(o.text) and not any(_inside(o.bbox, b) > 0.5 for b in exclude)]
+                   and not CAPTION_RE.match(o.text) and not any(inside_share(o.bbox, b) > 0.5 for b in exclude)]
             if not nxt:
                 break
             ids.append(nxt[0])
@@ -246,7 +246,7 @@ def table_to_markdown(region: Region, lines: list[Line]) -> str:
     | --- | --- |
     | PP&E | (1,577) |
     """
-    rows = _rows([ln for ln in lines if _inside(ln.bbox, region.bbox) > 0.5])
+    rows = _rows([ln for ln in lines if inside_share(ln.bbox, region.bbox) > 0.5])
     if not rows:
         return ""
     if len(region.columns) >= 2:
@@ -280,15 +280,7 @@ def lines_inside(region: Region, lines: list[Line], min_overlap: float = 0.5) ->
     >>> lines_inside(Region("chart", (0, 0, 100, 100)), [Line("a", (10, 10, 30, 20)), Line("b", (0, 120, 9, 130))])
     [0]
     """
-    return [i for i, ln in enumerate(lines) if _inside(ln.bbox, region.bbox) >= min_overlap]
-
-
-def _inside(a: BBox, b: BBox) -> float:
-    """Share of box ``a``'s area that lies inside ``b``."""
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    area = (a[2] - a[0]) * (a[3] - a[1])
-    return ix * iy / area if area > 0 else 0.0
+    return [i for i, ln in enumerate(lines) if inside_share(ln.bbox, region.bbox) >= min_overlap]
 
 
 def _near(a: BBox, b: BBox, margin: float) -> bool:
@@ -307,7 +299,7 @@ def absorb_labels(box: BBox, lines: list[Line], skip: set[int]) -> tuple[BBox, s
         for i, ln in enumerate(lines):
             if i in skip or i in taken or not _near(box, ln.bbox, LABEL_MARGIN):
                 continue
-            if _inside(ln.bbox, box) < 0.5 and ln.bbox[2] - ln.bbox[0] > 0.9 * (box[2] - box[0]):
+            if inside_share(ln.bbox, box) < 0.5 and ln.bbox[2] - ln.bbox[0] > 0.9 * (box[2] - box[0]):
                 continue
             taken.add(i)
             box = union([box, ln.bbox])
@@ -362,16 +354,16 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
             paths.append(box)
     regions = _grid_tables(hsegs, vsegs, lines, tol=2.0)
     images = [tuple(info["bbox"]) for info in page.get_image_info()]  # type: ignore[attr-defined]
-    elems = [p for p in paths if not any(_inside(_fat(p), _fat(t.bbox, 2.0)) > 0.8 for t in regions)]
+    elems = [p for p in paths if not any(inside_share(_fat(p), _fat(t.bbox, 2.0)) > 0.8 for t in regions)]
     kinds = [0] * len(elems) + [1] * len(images)
-    text_ids = {i for i in range(len(lines)) if any(_inside(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
+    text_ids = {i for i in range(len(lines)) if any(inside_share(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
     for members in _clusters(elems + images, GAP):
         boxes = [(elems + images)[m] for m in members]
         box = union(boxes)
         has_image = any(kinds[m] for m in members)
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE / 2 or (box[2] - box[0]) * (box[3] - box[1]) < MIN_SIDE ** 2:
             continue
-        inside = [ln for ln in lines if _inside(ln.bbox, box) > 0.5]
+        inside = [ln for ln in lines if inside_share(ln.bbox, box) > 0.5]
         text_cover = sum(_area(ln.bbox) for ln in inside) / _area(box)
         prose = len(inside) >= 6 and sum(len(ln.text) for ln in inside) / len(inside) >= 25
         if (not has_image and len(members) <= 2 and text_cover > 0.25) or (has_image and (text_cover > 0.3 or prose)):
@@ -437,7 +429,7 @@ def _merge(regions: list[Region]) -> list[Region]:
     out: list[Region] = []
     for reg in sorted(regions, key=lambda r: -_area(r.bbox)):
         host = next((o for o in out if reg.kind != "table" and o.kind != "table"
-                     and _inside(reg.bbox, o.bbox) > 0.3), None)
+                     and inside_share(reg.bbox, o.bbox) > 0.3), None)
         if host is None:
             out.append(reg)
         else:
@@ -461,7 +453,7 @@ def _grid_tables(hsegs: list, vsegs: list, lines: list[Line], tol: float) -> lis
         box = (min([s[0] for s in hs] + xs), min([s[0] for s in vs] + ys),
                max([s[1] for s in hs] + xs), max([s[1] for s in vs] + ys))
         centres = [((ln.bbox[0] + ln.bbox[2]) / 2, (ln.bbox[1] + ln.bbox[3]) / 2) for ln in lines
-                   if _inside(ln.bbox, box) > 0.5]
+                   if inside_share(ln.bbox, box) > 0.5]
         bands = list(zip(ys, ys[1:]))
         filled = sum(any(y0 < cy < y1 for _, cy in centres) for y0, y1 in bands)
         cells = sum(any(y0 < cy < y1 and x0 < cx < x1 for cx, cy in centres)
@@ -518,13 +510,13 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
     n, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
     comps = [pt(x, y, x + w, y + h) for x, y, w, h, a in stats[1:] if a >= 4 * s * s]
     big = [b for b in comps if b[2] - b[0] >= MIN_SIDE and b[3] - b[1] >= MIN_SIDE / 2 and _area(b) >= MIN_SIDE ** 2]
-    text_ids = {i for i in range(len(lines)) if any(_inside(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
+    text_ids = {i for i in range(len(lines)) if any(inside_share(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
     figures = []
     for box in big:
         taken: set[int] = set()
         while True:  # labels (OCR lines) and the ink around them, until nothing more touches
             box, more = absorb_labels(box, lines, skip | text_ids | taken)
-            extra = [c for c in comps if _near(box, c, LABEL_MARGIN) and _inside(c, box) < 1.0
+            extra = [c for c in comps if _near(box, c, LABEL_MARGIN) and inside_share(c, box) < 1.0
                      and c[2] - c[0] < box[2] - box[0]]
             if extra:
                 box = union([box, *extra])

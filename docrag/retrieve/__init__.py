@@ -24,7 +24,7 @@ from docrag.retrieve.locate import locate_evidence
 from docrag.retrieve.rerank import Reranker
 from docrag.types import Hit
 
-__all__ = ["search", "dense_search", "Mode"]
+__all__ = ["search", "cued_documents", "Mode"]
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
@@ -130,8 +130,3 @@ def cued_documents(store: LocalStore, query: str) -> list[str]:
         return []
     best = max(scored.values())
     return sorted(d for d, v in scored.items() if v == best)
-
-
-def dense_search(store: LocalStore, embedder: TextEmbedder, query: str, k: int = 5, kind: str | None = None) -> list[Hit]:
-    """Dense-only search (kept for callers of the first API)."""
-    return search(store, embedder, query, k=k, mode="dense", filters=Filters(kind=kind))
