@@ -26,15 +26,16 @@ from docrag.chunk.visual import referring_sentences, visual_chunks
 from docrag.config import IngestOptions, options_from_env
 from docrag.embed import TextEmbedder, get_embedder
 from docrag.embed.image import ImageEmbedder, get_image_embedder
-from docrag.errors import DocragError, LoadError, StoreError
+from docrag.errors import LoadError, StoreError
 from docrag.index import DB_NAME, LocalStore
 from docrag.io import open_document
 from docrag.layout.furniture import mark_furniture
-from docrag.pipeline import process_page
+from docrag.pipeline import read_page
 from docrag.index import Filters
 from docrag.retrieve import search
 from docrag.retrieve.rerank import get_reranker
 from docrag.types import Chunk, Hit, Page
+from docrag.workers import PageEngine, get_page_engine
 
 __all__ = ["Index", "IngestReport", "FileResult", "ocr", "expand_paths"]
 
@@ -114,6 +115,7 @@ class Index:
         self.options = options or options_from_env(IngestOptions)
         self._store: LocalStore | None = None
         self._embedder: TextEmbedder | None = None
+        self._page_engine: PageEngine | None = None
 
     # -- lazily opened parts -----------------------------------------------
 
@@ -162,11 +164,26 @@ class Index:
         """
         start = time.perf_counter()
         report = IngestReport()
-        for source in expand_paths(paths):
-            report.files.append(self._ingest_file(source, progress, dict(tags or {}), (labels or {}).get(source),
-                                                  password))
+        try:
+            for source in expand_paths(paths):
+                report.files.append(self._ingest_file(source, progress, dict(tags or {}),
+                                                      (labels or {}).get(source), password))
+        except BaseException:  # Ctrl-C or a bug: stop the page workers now; committed files stay
+            self._close_pages()
+            raise
         report.seconds = time.perf_counter() - start
         return report
+
+    def page_engine(self) -> PageEngine:
+        """Where pages are read (``options.engine``): worker processes, this process, or Ray."""
+        if self._page_engine is None:
+            self._page_engine = get_page_engine(self.options)
+        return self._page_engine
+
+    def _close_pages(self) -> None:
+        if self._page_engine is not None:
+            self._page_engine.close()
+            self._page_engine = None
 
     def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str],
                      label: str | None = None, password: str | None = None) -> FileResult:
@@ -183,7 +200,7 @@ class Index:
                 result.status = "unchanged"
                 return result
             crops: dict[str, bytes] = {}
-            pages, chunks = self._read_document(doc, result, progress, crops, tags)
+            pages, chunks = self._read_document(doc, result, progress, crops, tags, password)
             if result.pages and not any(p.method != "failed" for p in pages):
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
@@ -194,7 +211,9 @@ class Index:
             record = {"doc_id": doc.doc_id, "source": label or source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind, "profile": result.profile}, "tags": tags}
-            replaced = store.add_document(record, pages, chunks, vectors, crops=crops, image_vectors=image_vectors)
+            with _sigint_deferred():  # Ctrl-C lands after the commit, never inside it
+                replaced = store.add_document(record, pages, chunks, vectors, crops=crops,
+                                              image_vectors=image_vectors)
         if replaced is None:  # another process indexed the same bytes while we read them
             result.status = "unchanged"
             return result
@@ -204,19 +223,12 @@ class Index:
 
     def _read_document(
         self, doc: Any, result: FileResult, progress: ProgressFn | None, crops: dict[str, bytes],
-        tags: dict[str, str],
+        tags: dict[str, str], password: str | None = None,
     ) -> tuple[list[Page], list[Chunk]]:
         pages: list[Page] = []
         chunks: list[Chunk] = []
         result.warnings += [f"{doc.source}: {w}" for w in getattr(doc, "warnings", [])]
-        for src in doc.pages():
-            try:
-                with page_time_limit(self.options.page_timeout, doc.source, src.number):
-                    page = process_page(src, self.options)
-            except DocragError as exc:
-                page = _failed_page(src, str(exc))
-            except Exception as exc:  # one bad page must not abort the batch
-                page = _failed_page(src, f"{doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
+        for page in self.page_engine().read(doc, password):
             if page.error:
                 result.page_errors.append(page.error)
             result.warnings += [f"{doc.source} (page {page.number}): {w}" for w in page.warnings
@@ -225,7 +237,7 @@ class Index:
             result.pages += 1
             result.pages_ocr += page.method in ("ocr", "mixed")
             if progress:
-                progress(doc.source, src.number, doc.page_count)
+                progress(doc.source, page.number, doc.page_count)
         mark_furniture(pages)
         profile = document_profile(pages, doc.metadata(), Path(doc.source).name)
         profile.update({k: v for k, v in tags.items() if k in PROFILE_KEYS})
@@ -339,6 +351,8 @@ class Index:
         return [dict(d) for d in self.store().documents()]
 
     def close(self) -> None:
+        """Stop page workers and close the store (the index stays as committed)."""
+        self._close_pages()
         if self._store is not None:
             self._store.close()
             self._store = None
@@ -351,33 +365,19 @@ class Index:
 
 
 @contextlib.contextmanager
-def page_time_limit(seconds: float, source: str, page: int) -> Iterator[None]:
-    """Raise LoadError when one page takes longer than ``seconds`` (0: no limit).
-
-    Uses SIGALRM, so it applies in the main thread of a POSIX process only; a
-    long call inside C code is interrupted when it returns to Python.
-    """
-    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
-    if not usable:
+def _sigint_deferred() -> Iterator[None]:
+    """Hold back SIGINT (Ctrl-C) until the block ends (main thread only), so a commit completes."""
+    if threading.current_thread() is not threading.main_thread():
         yield
         return
-
-    def on_alarm(signum: int, frame: Any) -> None:
-        raise LoadError(source, f"took longer than {seconds:g} s and was skipped", page=page,
-                        hint="raise --page-timeout or check the page")
-
-    previous = signal.signal(signal.SIGALRM, on_alarm)
-    signal.setitimer(signal.ITIMER_REAL, seconds)
+    caught: list[Any] = []
+    previous = signal.signal(signal.SIGINT, lambda signum, frame: caught.append(frame))
     try:
         yield
     finally:
-        signal.setitimer(signal.ITIMER_REAL, 0)
-        signal.signal(signal.SIGALRM, previous)
-
-
-def _failed_page(src: Any, message: str) -> Page:
-    return Page(number=src.number, width=src.width, height=src.height, rotation=src.rotation,
-                method="failed", reason="error", error=message)
+        signal.signal(signal.SIGINT, previous)
+        if caught:
+            raise KeyboardInterrupt
 
 
 def ocr(path: str | Path, options: IngestOptions | None = None) -> Iterator[Page]:
@@ -388,10 +388,5 @@ def ocr(path: str | Path, options: IngestOptions | None = None) -> Iterator[Page
     opts = options or options_from_env(IngestOptions, ocr="always")
     with open_document(path) as doc:
         for src in doc.pages():
-            try:
-                yield process_page(src, opts)
-            except DocragError as exc:
-                yield _failed_page(src, str(exc))
-            except Exception as exc:  # one bad page must not abort the rest
-                yield _failed_page(src, f"{doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
+            yield read_page(src, opts)
 

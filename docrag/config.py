@@ -78,6 +78,18 @@ class IngestOptions(BaseModel):
     page_timeout: float = Field(
         300.0, ge=0, description="Skip (and report) a page that takes longer than this many seconds; 0: no limit."
     )
+    engine: Literal["local", "ray"] = Field(
+        "local",
+        description="Where pages are read: local (this machine, --workers processes) or ray (a Ray cluster; "
+        "pip install 'docrag[ray]', set --ray-address).",
+    )
+    workers: int = Field(
+        0, ge=0, le=256,
+        description="Page-reading worker processes (local engine); 0: one per CPU core; 1: read in this process.",
+    )
+    ray_address: Optional[str] = Field(
+        None, description="Ray cluster address for --engine ray (e.g. ray://head:10001); default: a local Ray."
+    )
     context_headers: bool = Field(
         True, description="Embed and BM25-index each chunk with its document/section header (company, "
         "report type, fiscal year, section)."

@@ -7,18 +7,22 @@ reading order and whose boxes are in PDF points.
 
 from __future__ import annotations
 
+import contextlib
+import signal
+import threading
 from dataclasses import dataclass
-from typing import Callable
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
 from docrag.config import IngestOptions
+from docrag.errors import DocragError, LoadError
 from docrag.io import PageSource, Raster, assess_text_layer
 from docrag.layout import get_layout
 from docrag.layout.reading_order import split_line_at_gaps, words_to_line
 from docrag.types import BBox, Block, Line, Page, Word, inside_share, union
 
-__all__ = ["process_page", "ocr_page", "ocr_lines", "OcrRead"]
+__all__ = ["process_page", "read_page", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
 
 # On a digital page, images covering this much of the page are OCR'd too.
 MIXED_IMAGE_COVER = 0.3
@@ -60,6 +64,52 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
         add_regions(page, src, raster, options.crop_dpi)
     page.warnings += src.warnings
     return page
+
+
+def read_page(src: PageSource, options: IngestOptions) -> Page:
+    """:func:`process_page` that never raises for a bad page: the failure is recorded on the page.
+
+    This is what every engine (in-process, worker pool, Ray) runs per page; a
+    page over ``options.page_timeout`` seconds is recorded as skipped.
+    """
+    try:
+        with page_time_limit(options.page_timeout, src.doc.source, src.number):
+            return process_page(src, options)
+    except DocragError as exc:
+        return failed_page(src, str(exc))
+    except Exception as exc:  # one bad page must not abort the batch
+        return failed_page(src, f"{src.doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
+
+
+def failed_page(src: PageSource, message: str) -> Page:
+    """An empty page recording why it could not be read."""
+    return Page(number=src.number, width=src.width, height=src.height, rotation=src.rotation,
+                method="failed", reason="error", error=message)
+
+
+@contextlib.contextmanager
+def page_time_limit(seconds: float, source: str, page: int) -> Iterator[None]:
+    """Raise LoadError when one page takes longer than ``seconds`` (0: no limit).
+
+    Uses SIGALRM, so it applies in the main thread of a POSIX process only; a
+    long call inside C code is interrupted when it returns to Python.
+    """
+    usable = seconds > 0 and hasattr(signal, "setitimer") and threading.current_thread() is threading.main_thread()
+    if not usable:
+        yield
+        return
+
+    def on_alarm(signum: int, frame: Any) -> None:
+        raise LoadError(source, f"took longer than {seconds:g} s and was skipped", page=page,
+                        hint="raise --page-timeout or check the page")
+
+    previous = signal.signal(signal.SIGALRM, on_alarm)
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        yield
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
 
 
 def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: int) -> None:

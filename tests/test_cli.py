@@ -165,17 +165,17 @@ def test_encrypted_pdf_opens_with_password(tmp_path: Path, fixtures_dir: Path, c
 def test_a_page_over_the_time_limit_is_skipped_and_reported(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
     import time
 
-    import docrag.api
+    import docrag.pipeline
     from docrag import Index, IngestOptions
 
-    real = docrag.api.process_page
+    real = docrag.pipeline.process_page
 
     def slow_on_page_2(src, options):
         if src.number == 2:
             time.sleep(5)
         return real(src, options)
 
-    monkeypatch.setattr(docrag.api, "process_page", slow_on_page_2)
+    monkeypatch.setattr(docrag.pipeline, "process_page", slow_on_page_2)
     index = Index(tmp_path / "ix", IngestOptions(ocr="never", embedder="fake-hash", page_timeout=0.5))
     report = index.ingest([fixtures_dir / "report.pdf"])
     (f,) = report.files

@@ -94,7 +94,11 @@ def make_session(path: Path, num_threads: int) -> Any:
 
 
 def default_threads() -> int:
-    """Default intra-op threads: two at most, so parallel page workers don't oversubscribe."""
+    """Default intra-op threads: ``DOCRAG_THREADS`` if set (page workers set it to their share
+    of the cores), else two at most."""
+    env = os.environ.get("DOCRAG_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     return min(2, os.cpu_count() or 1)
 
 

@@ -1,0 +1,183 @@
+"""Page engines: where the pages of a document are read.
+
+``local`` reads pages in a bounded pool of worker processes (models loaded
+once per worker, pages streamed in order, at most two in flight per worker),
+or in this process when ``workers`` is 1 or the document is short. ``ray``
+runs the same :func:`~docrag.pipeline.read_page` on a Ray cluster
+(:mod:`docrag.integrations.ray`). Every engine yields the pages of one
+document in page order, each already laid out, failures recorded on the page.
+
+>>> from docrag.config import IngestOptions
+>>> from docrag.io import open_document
+>>> engine = get_page_engine(IngestOptions(ocr="never", workers=1))
+>>> with open_document("fixtures/data/report.pdf") as doc:  # doctest: +SKIP
+...     [p.number for p in engine.read(doc)]
+[1, 2, 3]
+"""
+
+from __future__ import annotations
+
+import multiprocessing
+import os
+import signal
+from collections import deque
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from typing import Any, Iterator, Protocol
+
+from docrag.config import IngestOptions
+from docrag.io import open_document
+from docrag.io.document import Document
+from docrag.pipeline import failed_page, read_page
+from docrag.registry import Registry
+from docrag.types import Page
+
+__all__ = ["PageEngine", "LocalPages", "get_page_engine", "page_engines", "auto_workers"]
+
+# Shorter documents are read in this process: starting workers costs more than it saves.
+MIN_POOL_PAGES = 4
+IN_FLIGHT_PER_WORKER = 2
+
+
+class PageEngine(Protocol):
+    """Reads the pages of an open document, in order."""
+
+    def read(self, doc: Document, password: str | None = None) -> Iterator[Page]: ...
+
+    def close(self) -> None: ...
+
+
+page_engines: Registry[PageEngine] = Registry("page engine")
+
+
+def get_page_engine(options: IngestOptions) -> PageEngine:
+    """The page engine named by ``options.engine``."""
+    return page_engines.create(options.engine, options=options)
+
+
+def auto_workers() -> int:
+    """Worker processes for ``workers=0``: one per usable core."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LocalPages:
+    """Pages read on this machine: in a process pool, or in this process.
+
+    The pool starts on the first document long enough to need it and is kept
+    for the next ones (``close()`` stops it). Workers use the ``spawn`` start
+    method (the parent may hold torch's thread pools, which do not survive a
+    fork), ignore SIGINT (Ctrl-C is the parent's to handle) and split the
+    cores between them (``DOCRAG_THREADS``). A worker that dies on a page
+    (crash, out of memory) is replaced; a page that kills two workers is
+    recorded as failed.
+    """
+
+    def __init__(self, options: IngestOptions) -> None:
+        self.options = options
+        self.workers = options.workers or auto_workers()
+        self._pool: ProcessPoolExecutor | None = None
+
+    def read(self, doc: Document, password: str | None = None) -> Iterator[Page]:
+        if self.workers <= 1 or doc.page_count < MIN_POOL_PAGES:
+            for src in doc.pages():
+                yield read_page(src, self.options)
+            return
+        yield from self._read_pooled(doc, password)
+
+    def _read_pooled(self, doc: Document, password: str | None) -> Iterator[Page]:
+        numbers = iter(range(1, doc.page_count + 1))
+        pending: deque[tuple[int, Future[Page], int]] = deque()  # (page, future, tries)
+
+        def submit(number: int, tries: int = 0) -> None:
+            pending.append((number, self._executor().submit(_read_in_worker, doc.source, number, password), tries))
+
+        for number in numbers:
+            submit(number)
+            if len(pending) >= self.workers * IN_FLIGHT_PER_WORKER:
+                break
+        while pending:
+            number, future, tries = pending[0]
+            try:
+                page = future.result()
+            except BrokenProcessPool:
+                # A worker died, so every page in flight is lost: start new workers and
+                # send them again. The page at the head is blamed: at its second death
+                # it is recorded as failed (the one that killed the worker is among those
+                # in flight, and each is the head in turn).
+                self._restart()
+                lost = list(pending)
+                pending.clear()
+                if tries + 1 < 2:
+                    submit(number, tries + 1)
+                for n, _, t in lost[1:]:
+                    submit(n, t)
+                if tries + 1 < 2:
+                    continue
+                page = failed_page(doc.page(number), f"{doc.source} (page {number}): the worker reading it "
+                                                     "died (crash or out of memory)")
+            else:
+                pending.popleft()
+            nxt = next(numbers, None)
+            if nxt is not None:
+                submit(nxt)
+            yield page
+
+    def _executor(self) -> ProcessPoolExecutor:
+        if self._pool is None:
+            ctx = multiprocessing.get_context("spawn")
+            threads = max(1, auto_workers() // self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=ctx, initializer=_init_worker,
+                                             initargs=(self.options, threads))
+        return self._pool
+
+    def _restart(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+        self._pool = None
+
+    def close(self) -> None:
+        """Stop the workers (pending pages are dropped)."""
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+
+@page_engines.register("local")
+def _local(options: IngestOptions) -> LocalPages:
+    return LocalPages(options)
+
+
+@page_engines.register("ray")
+def _ray(options: IngestOptions) -> PageEngine:
+    from docrag.integrations.ray import RayPages
+
+    return RayPages(options)
+
+
+# -- inside a worker process -------------------------------------------------
+
+_options: IngestOptions | None = None
+_open: dict[str, Any] = {}
+
+
+def _init_worker(options: IngestOptions, threads: int) -> None:
+    global _options
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    os.environ["DOCRAG_THREADS"] = str(threads)
+    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    _options = options
+
+
+def _read_in_worker(source: str, number: int, password: str | None) -> Page:
+    """Read page ``number`` of ``source`` (the last opened document is kept open)."""
+    assert _options is not None, "worker not initialised"
+    doc = _open.get(source)
+    if doc is None:
+        for old in _open.values():
+            old.close()
+        _open.clear()
+        doc = _open[source] = open_document(source, password=password)
+    return read_page(doc.page(number), _options)
