@@ -11,6 +11,7 @@ import json
 import sys
 import textwrap
 import typing
+from pathlib import Path
 from typing import Any, Callable
 
 import click
@@ -73,19 +74,33 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
     files = expand_paths(paths)
     if not files:
         raise click.ClickException("no PDF or image files found in " + ", ".join(paths))
-    bar = tqdm(total=len(files), unit="file", disable=quiet or as_json, file=sys.stderr)
+    counts = {path: _page_count(path, password) for path in files}
+    bar = tqdm(total=sum(counts.values()), unit="page", disable=quiet or as_json, file=sys.stderr,
+               smoothing=0.1, dynamic_ncols=True)
+    seen = {"pages": 0}
 
     def progress(source: str, done: int, total: int) -> None:
-        bar.set_postfix_str(f"page {done}/{total}")
+        bar.update(1)
+        seen["pages"] += 1
 
     report = IngestReport()
-    for path in files:
-        bar.set_description(textwrap.shorten(path, 40, placeholder="…"))
-        part = index.ingest([path], progress=progress, tags=tag_map, password=password)
-        report.files += part.files
-        report.seconds += part.seconds
-        bar.update(1)
+    try:
+        for path in files:
+            bar.set_description(textwrap.shorten(Path(path).name, 30, placeholder="…"))
+            seen["pages"] = 0
+            part = index.ingest([path], progress=progress, tags=tag_map, password=password)
+            report.files += part.files
+            report.seconds += part.seconds
+            bar.update(max(0, counts[path] - seen["pages"]))  # skipped (unchanged) or failed files
+    except KeyboardInterrupt:
+        bar.close()
+        index.close()
+        done = sum(f.status in ("indexed", "replaced", "unchanged") for f in report.files)
+        click.echo(f"interrupted: {done} of {len(files)} file(s) are in the index; the file being read was "
+                   "not added. Run the same command again to go on.", err=True)
+        sys.exit(130)
     bar.close()
+    index.close()
     for f in report.files:
         if f.status == "failed":
             click.echo(f"error: {f.error}", err=True)
@@ -104,6 +119,18 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
         )
     if report.failures:
         sys.exit(1)
+
+
+def _page_count(path: str, password: str | None) -> int:
+    """Pages of a file for the progress bar (0 when it cannot be opened: ingest reports why)."""
+    from docrag.errors import LoadError
+    from docrag.io import open_document
+
+    try:
+        with open_document(path, password=password) as doc:
+            return doc.page_count
+    except LoadError:
+        return 0
 
 
 def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:

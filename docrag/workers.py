@@ -71,12 +71,14 @@ class LocalPages:
     method (the parent may hold torch's thread pools, which do not survive a
     fork), ignore SIGINT (Ctrl-C is the parent's to handle) and split the
     cores between them (``DOCRAG_THREADS``). A worker that dies on a page
-    (crash, out of memory) is replaced; a page that kills two workers is
+    (crash, out of memory) is replaced, the pages it had in flight are read
+    again one at a time, and the page that kills a worker even alone is
     recorded as failed.
     """
 
     def __init__(self, options: IngestOptions) -> None:
         self.options = options
+        self.work = _read_in_worker  # what a worker runs per page (a module-level function: it is pickled)
         self.workers = options.workers or auto_workers()
         self._pool: ProcessPoolExecutor | None = None
 
@@ -88,41 +90,36 @@ class LocalPages:
         yield from self._read_pooled(doc, password)
 
     def _read_pooled(self, doc: Document, password: str | None) -> Iterator[Page]:
-        numbers = iter(range(1, doc.page_count + 1))
-        pending: deque[tuple[int, Future[Page], int]] = deque()  # (page, future, tries)
+        todo = deque(range(1, doc.page_count + 1))  # pages not sent yet
+        pending: deque[tuple[int, Future[Page]]] = deque()
+        # Pages in flight when a worker died. Any of them may have killed it, so each
+        # is sent again alone: one that kills a worker even then is the culprit.
+        suspects: set[int] = set()
 
-        def submit(number: int, tries: int = 0) -> None:
-            pending.append((number, self._executor().submit(_read_in_worker, doc.source, number, password), tries))
+        def fill() -> None:
+            limit = 1 if suspects else self.workers * IN_FLIGHT_PER_WORKER
+            while todo and len(pending) < limit:
+                number = todo.popleft()
+                pending.append((number, self._executor().submit(self.work, doc.source, number, password)))
 
-        for number in numbers:
-            submit(number)
-            if len(pending) >= self.workers * IN_FLIGHT_PER_WORKER:
-                break
+        fill()
         while pending:
-            number, future, tries = pending[0]
+            number, future = pending.popleft()
             try:
                 page = future.result()
             except BrokenProcessPool:
-                # A worker died, so every page in flight is lost: start new workers and
-                # send them again. The page at the head is blamed: at its second death
-                # it is recorded as failed (the one that killed the worker is among those
-                # in flight, and each is the head in turn).
                 self._restart()
-                lost = list(pending)
-                pending.clear()
-                if tries + 1 < 2:
-                    submit(number, tries + 1)
-                for n, _, t in lost[1:]:
-                    submit(n, t)
-                if tries + 1 < 2:
+                if number not in suspects:
+                    lost = [number] + [n for n, _ in pending]
+                    pending.clear()
+                    suspects.update(lost)
+                    todo.extendleft(reversed(lost))
+                    fill()
                     continue
                 page = failed_page(doc.page(number), f"{doc.source} (page {number}): the worker reading it "
                                                      "died (crash or out of memory)")
-            else:
-                pending.popleft()
-            nxt = next(numbers, None)
-            if nxt is not None:
-                submit(nxt)
+            suspects.discard(number)
+            fill()
             yield page
 
     def _executor(self) -> ProcessPoolExecutor:
