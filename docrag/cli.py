@@ -235,17 +235,22 @@ def info(index_dir: str, docs: bool, as_json: bool) -> None:
 
     index = Index(index_dir)
     stats = index.info()
+    problems = index.store().check()
+    stats["integrity"] = "; ".join(problems) or "ok"
     documents = index.documents() if docs or as_json else []
     if as_json:
         click.echo(json.dumps({**stats, "documents_list": documents}, indent=2))
-        return
-    for key, value in stats.items():
-        click.echo(f"{key:>12}: {value}")
-    for d in documents:
-        click.echo(f"  {d['doc_id'][:12]}  {d['pages']:>4} p  {d['chunks']:>5} chunks  {d['source']}")
-        profile = {**d["info"].get("profile", {}), **d.get("tags", {})}
-        if profile:
-            click.echo("      " + " · ".join(f"{k}={v}" for k, v in profile.items()))
+    else:
+        for key, value in stats.items():
+            click.echo(f"{key:>12}: {value}")
+        for d in documents:
+            click.echo(f"  {d['doc_id'][:12]}  {d['pages']:>4} p  {d['chunks']:>5} chunks  {d['source']}")
+            profile = {**d["info"].get("profile", {}), **d.get("tags", {})}
+            if profile:
+                click.echo("      " + " · ".join(f"{k}={v}" for k, v in profile.items()))
+    if problems:
+        raise click.ClickException(f"{index_dir}: the index is damaged ({stats['integrity']}); "
+                                   "delete it and ingest again")
 
 
 @cli.command()

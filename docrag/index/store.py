@@ -442,5 +442,35 @@ class LocalStore:
             "faiss_type": self.meta("faiss_type"),
         }
 
+    def check(self) -> list[str]:
+        """Problems found by an integrity check (empty when the index is sound).
+
+        SQLite's own ``quick_check``, then the invariants a crash must not break:
+        every chunk has its document, full-text row and a vector of the index's
+        dimension; every document has all its page rows; every crop exists.
+        """
+        q = lambda sql: self.db.execute(sql).fetchall()  # noqa: E731
+        problems = [f"sqlite: {r[0]}" for r in q("PRAGMA quick_check") if r[0] != "ok"]
+        checks = {
+            "chunks without a document": "SELECT COUNT(*) FROM chunks c LEFT JOIN documents d USING (doc_id) "
+                                         "WHERE d.doc_id IS NULL",
+            "chunks without a full-text row": "SELECT COUNT(*) FROM chunks c LEFT JOIN chunks_fts f "
+                                              "ON f.rowid = c.id WHERE f.rowid IS NULL",
+            "full-text rows without a chunk": "SELECT COUNT(*) FROM chunks_fts f LEFT JOIN chunks c "
+                                              "ON f.rowid = c.id WHERE c.id IS NULL",
+            f"vectors not of dimension {self.dim}": f"SELECT COUNT(*) FROM chunks WHERE length(vector) != {4 * self.dim}",
+            "documents missing page rows": "SELECT COUNT(*) FROM documents d WHERE d.pages != "
+                                           "(SELECT COUNT(*) FROM pages p WHERE p.doc_id = d.doc_id)",
+        }
+        for what, sql in checks.items():
+            n = int(q(sql)[0][0])
+            if n:
+                problems.append(f"{n} {what}")
+        missing = [img for (img,) in q("SELECT DISTINCT image FROM chunks WHERE image IS NOT NULL")
+                   if not (self.path / img).exists()]
+        if missing:
+            problems.append(f"{len(missing)} crop image(s) missing, e.g. {missing[0]}")
+        return problems
+
     def close(self) -> None:
         self.db.close()

@@ -1,0 +1,149 @@
+"""Interrupting an ingest (Ctrl-C, or a kill) leaves an index that opens, checks sound and resumes."""
+
+from __future__ import annotations
+
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from docrag import Index
+
+ROOT = Path(__file__).resolve().parents[1]
+# The CLI in a child process, with the tests' fake embedder; SLOW makes each page take
+# a while (in this process: workers=1) so the ingest is surely interrupted midway.
+RUNNER = """
+import sys, time
+sys.path.insert(0, {tests!r})
+import conftest
+import docrag.pipeline
+slow = float({slow!r})
+if slow:
+    real = docrag.pipeline.process_page
+    def process_page(src, options):
+        time.sleep(slow)
+        return real(src, options)
+    docrag.pipeline.process_page = process_page
+from docrag.cli import main
+main(sys.argv[1:])
+"""
+FILES = 12
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> list[Path]:
+    """Distinct small PDFs: the report with a different title each (different bytes, same text)."""
+    out = tmp_path_factory.mktemp("corpus")
+    paths = []
+    for i in range(FILES):
+        doc = pymupdf.open(fixtures_dir / "report.pdf")
+        doc.set_metadata({"title": f"Annual report copy {i}"})
+        path = out / f"report-{i:02d}.pdf"
+        doc.save(path)
+        paths.append(path)
+    return paths
+
+
+def _cmd(index: Path, files: list[Path], slow: float, *extra: str) -> list[str]:
+    code = RUNNER.format(tests=str(ROOT / "tests"), slow=slow)
+    return [sys.executable, "-c", code, "ingest", *map(str, files), "--index", str(index), "-q",
+            "--ocr", "never", "--embedder", "fake-hash", *extra]
+
+
+def _documents(index: Path) -> int:
+    try:
+        db = sqlite3.connect(f"file:{index / 'docrag.sqlite'}?mode=ro", uri=True, timeout=5)
+        try:
+            return int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
+        finally:
+            db.close()
+    except sqlite3.Error:
+        return 0
+
+
+def _interrupt_after(index: Path, files: list[Path], sig: int, committed: int, slow: float, *extra: str):
+    proc = subprocess.Popen(_cmd(index, files, slow, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    deadline = time.monotonic() + 300
+    while _documents(index) < committed and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    return proc.returncode, out, err
+
+
+def _snapshot(path: Path) -> tuple:
+    index = Index(path)
+    docs = sorted((d["doc_id"], d["pages"], d["chunks"]) for d in index.documents())
+    rows = sorted(tuple(r) for r in index.store().db.execute("SELECT doc_id, page, ordinal, text FROM chunks"))
+    top = [(h.doc_id, h.page, h.text) for h in index.search("depot fleet injuries revenue", k=8)]
+    index.close()
+    return docs, rows, top
+
+
+def _info(index: Path) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "docrag", "info", str(index)], capture_output=True, text=True)
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
+def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, corpus: list[Path],
+                                                                    tmp_path: Path) -> None:
+    index = tmp_path / "ix"
+    code, _, err = _interrupt_after(index, corpus, sig, 2, 0.3, "--workers", "1")
+    if sig == signal.SIGINT:
+        assert code == 130, err
+        assert "interrupted" in err and "Traceback" not in err
+    else:
+        assert code == -signal.SIGKILL
+    kept = _documents(index)
+    assert 2 <= kept < FILES  # stopped midway, the documents committed before are there
+    info = _info(index)
+    assert info.returncode == 0 and "integrity: ok" in info.stdout, info.stdout + info.stderr
+
+    again = subprocess.run(_cmd(index, corpus, 0.0), capture_output=True, text=True)
+    assert again.returncode == 0, again.stderr
+    assert f"{FILES - kept} indexed, {kept} unchanged" in again.stdout
+    assert _info(index).returncode == 0
+
+    clean = tmp_path / "clean"
+    subprocess.run(_cmd(clean, corpus, 0.0), check=True, capture_output=True)
+    assert _snapshot(index) == _snapshot(clean)  # no duplicates, nothing missing
+
+
+def test_ctrl_c_stops_the_page_workers(fixtures_dir: Path, tmp_path: Path) -> None:
+    """With the worker pool, Ctrl-C exits promptly and cleanly too."""
+    src = pymupdf.open(fixtures_dir / "report.pdf")
+    files = []
+    for i in range(20):
+        doc = pymupdf.open()
+        for _ in range(3):
+            doc.insert_pdf(src)  # 9 pages: read by the pool
+        doc.set_metadata({"title": f"long copy {i}"})
+        doc.save(tmp_path / f"long-{i:02d}.pdf")
+        files.append(tmp_path / f"long-{i:02d}.pdf")
+    index = tmp_path / "ix"
+    start = time.monotonic()
+    code, _, err = _interrupt_after(index, files, signal.SIGINT, 1, 0.0, "--workers", "2")
+    assert code == 130 and "Traceback" not in err, err
+    assert time.monotonic() - start < 120
+    assert 1 <= _documents(index) < len(files)
+    assert _info(index).returncode == 0
+
+
+def test_info_reports_a_damaged_index(fixtures_dir: Path, tmp_path: Path) -> None:
+    from docrag import IngestOptions
+
+    with Index(tmp_path / "ix", IngestOptions(ocr="never", embedder="fake-hash")) as index:
+        index.ingest([fixtures_dir / "report.pdf"])
+        assert index.store().check() == []
+        with index.store().db:
+            index.store().db.execute("DELETE FROM chunks_fts WHERE rowid = (SELECT MIN(id) FROM chunks)")
+            index.store().db.execute("DELETE FROM pages WHERE page = 2")
+        assert index.store().check() == ["1 chunks without a full-text row", "1 documents missing page rows"]
+    info = _info(tmp_path / "ix")
+    assert info.returncode == 1 and "damaged" in info.stderr and "full-text" in info.stderr
