@@ -169,7 +169,7 @@ class Index:
                 report.files.append(self._ingest_file(source, progress, dict(tags or {}),
                                                       (labels or {}).get(source), password))
         except BaseException:  # Ctrl-C or a bug: stop the page workers now; committed files stay
-            self._close_pages()
+            self._close_pages(now=True)
             raise
         report.seconds = time.perf_counter() - start
         return report
@@ -180,9 +180,9 @@ class Index:
             self._page_engine = get_page_engine(self.options)
         return self._page_engine
 
-    def _close_pages(self) -> None:
+    def _close_pages(self, now: bool = False) -> None:
         if self._page_engine is not None:
-            self._page_engine.close()
+            self._page_engine.close(now=now)
             self._page_engine = None
 
     def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str],

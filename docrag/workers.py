@@ -44,7 +44,7 @@ class PageEngine(Protocol):
 
     def read(self, doc: Document, password: str | None = None) -> Iterator[Page]: ...
 
-    def close(self) -> None: ...
+    def close(self, now: bool = False) -> None: ...
 
 
 page_engines: Registry[PageEngine] = Registry("page engine")
@@ -135,11 +135,15 @@ class LocalPages:
             self._pool.shutdown(wait=False, cancel_futures=True)
         self._pool = None
 
-    def close(self) -> None:
-        """Stop the workers (pending pages are dropped)."""
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=True)
-            self._pool = None
+    def close(self, now: bool = False) -> None:
+        """Stop the workers; pages not started are dropped, and with ``now`` those being read too."""
+        if self._pool is None:
+            return
+        pool, self._pool = self._pool, None
+        if now:  # Ctrl-C: don't wait for a page being OCR'd (Python < 3.14 has no terminate_workers())
+            for process in list(getattr(pool, "_processes", {}).values()):
+                process.terminate()
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 @page_engines.register("local")
