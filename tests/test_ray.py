@@ -140,3 +140,11 @@ def test_cli_ingest_with_engine_ray(local_ray, fixtures_dir: Path, tmp_path: Pat
     main(["search", "parcels sorted per day in Memphis", "--index", str(ix), "--json", "-k", "1"])
     hit = json.loads(capsys.readouterr().out)[0]
     assert hit["source"].endswith("report.pdf") and hit["page"] >= 1
+
+
+def test_missing_ray_says_how_to_install_it(monkeypatch) -> None:
+    from docrag.integrations.ray import import_ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    with pytest.raises(ImportError, match=r"pip install 'docrag\[ray\]'"):
+        import_ray()

@@ -172,6 +172,12 @@ class RayPages:
                      include_dashboard=False, logging_level=logging.WARNING, log_to_driver=False)
             # docrag shows its own progress: Ray Data's per-run INFO lines would drown it.
             logging.getLogger("ray.data").setLevel(logging.WARNING)
+            try:  # and its "progress bars disabled" notice: they are off because docrag draws its own
+                from ray.util.debug import log_once
+
+                log_once("ray_data_progress_manager_disabled")
+            except ImportError:
+                pass
             self._started = True
         return ray
 
