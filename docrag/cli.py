@@ -371,6 +371,11 @@ def main(argv: list[str] | None = None) -> None:
     except DocragError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except ImportError as exc:
+        if "pip install" not in str(exc):  # ours say what to install; any other is a bug: show it
+            raise
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
     except SystemExit:
         raise
 

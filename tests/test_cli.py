@@ -182,3 +182,14 @@ def test_a_page_over_the_time_limit_is_skipped_and_reported(tmp_path: Path, fixt
     assert f.status == "indexed" and len(f.page_errors) == 1
     assert "page 2" in f.page_errors[0] and "longer than 0.5 s" in f.page_errors[0]
     assert {h.page for h in index.search("Northwind", k=20)} == {1, 3}
+
+
+def test_a_missing_optional_package_is_one_line_naming_the_pip_command(capsys, tmp_path: Path, fixtures_dir: Path,
+                                                                       monkeypatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
+    code, _, err = run(capsys, "ingest", str(fixtures_dir / "report.pdf"), "--index", str(tmp_path / "ix"), "-q",
+                       "--ocr", "never", "--embedder", "fake-hash", "--engine", "ray")
+    assert code == 2 and "Traceback" not in err
+    assert err.startswith("error: ") and "pip install 'docrag[ray]'" in err and len(err.strip().splitlines()) == 1

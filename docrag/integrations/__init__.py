@@ -1,1 +1,1 @@
-"""Integrations at the edge: LangChain (and later HTTP, Ray)."""
+"""Integrations at the edge: LangChain retriever, HTTP service, Ray page engine, highlights, searchable PDF."""
