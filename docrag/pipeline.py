@@ -206,13 +206,14 @@ def ocr_page(raster: Raster, options: IngestOptions, page: Page | None = None) -
     from docrag.detect import get_detector
     from docrag.recognize import get_recognizer
     from docrag.recognize.engine import ocr_image
-    from docrag.recognize.orientation import compose_affine, upright
+    from docrag.recognize.orientation import compose_affine, upright_with_lines
 
     detector = get_detector(options.detector)
     recognizer = get_recognizer(options.ocr_engine, options.ocr_model, options.lang)
     view = raster
+    quads = None  # found by the orientation step, read without detecting again
     if options.orientation and raster.image.size:
-        image, back, turn, skew = upright(raster.image, detector, get_recognizer("ppocr"))
+        image, back, turn, skew, quads = upright_with_lines(raster.image, detector, get_recognizer("ppocr"))
         if turn or skew:
             view = Raster(image=image, to_points=compose_affine(raster.to_points, back), dpi=raster.dpi)
         if page is not None:
@@ -221,7 +222,7 @@ def ocr_page(raster: Raster, options: IngestOptions, page: Page | None = None) -
         found = [r for r in recognizer.read_page(view.image)  # type: ignore[attr-defined]
                  if r.text.strip() and r.confidence >= options.min_ocr_confidence]
     else:
-        found = ocr_image(view.image, detector, recognizer, min_confidence=options.min_ocr_confidence)
+        found = ocr_image(view.image, detector, recognizer, min_confidence=options.min_ocr_confidence, quads=quads)
     scale = 72.0 / view.dpi
 
     def frame_box(pts: np.ndarray) -> BBox:

@@ -299,12 +299,32 @@ def absorb_labels(box: BBox, lines: list[Line], skip: set[int]) -> tuple[BBox, s
         for i, ln in enumerate(lines):
             if i in skip or i in taken or not _near(box, ln.bbox, LABEL_MARGIN):
                 continue
-            if inside_share(ln.bbox, box) < 0.5 and ln.bbox[2] - ln.bbox[0] > 0.9 * (box[2] - box[0]):
+            if inside_share(ln.bbox, box) < 0.5 and (_wider(ln, box) or _ends_paragraph(i, lines, box)):
                 continue
             taken.add(i)
             box = union([box, ln.bbox])
             grown = True
     return box, taken
+
+
+def _wider(line: Line, box: BBox) -> bool:
+    return line.bbox[2] - line.bbox[0] > 0.9 * (box[2] - box[0])
+
+
+def _ends_paragraph(i: int, lines: list[Line], box: BBox) -> bool:
+    """Whether line ``i`` is the short last line of a body paragraph running above it.
+
+    Such a line is narrower than the figure, but the line just above it starts
+    at the same left edge, is wider than the figure and lies outside it.
+    """
+    x0, y0, _, y1 = lines[i].bbox
+    h = y1 - y0
+    for ln in lines:
+        a0, b0, _, b1 = ln.bbox
+        if (ln is not lines[i] and b1 <= y1 - 0.3 * h and y0 - b1 < 0.6 * h and abs(a0 - x0) < h
+                and _wider(ln, box) and inside_share(ln.bbox, box) < 0.5):
+            return True
+    return False
 
 
 def classify_image(image: np.ndarray) -> tuple[RegionKind, str]:

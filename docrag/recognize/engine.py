@@ -16,20 +16,137 @@ from docrag.recognize import Recognized, Recognizer
 
 __all__ = ["ocr_image"]
 
+# A box that reads badly is detected again at this many times the first
+# pass's resolution (up to full size): text too small for the page-wide pass
+# (under ~7 pt on a letter page at 1024 px) merges lines into one box there.
+_RETRY_ZOOM = 3.0
+# ...if its short side holds at least this many pixels of the image (smaller
+# is a speck), and the image has at least this much contrast (else blank).
+_RETRY_MIN_SIDE = 12
+_MIN_CONTRAST = 40
+# Uncovered ink narrower than this many pixels at the first pass's scale is
+# punctuation, a speck or a rule's end, not a missed run of text.
+_MIN_RUN = 12
+
 
 def ocr_image(
     image: np.ndarray,
     detector: Detector,
     recognizer: Recognizer,
     min_confidence: float = 0.5,
+    quads: np.ndarray | None = None,
 ) -> list[Recognized]:
     """Text lines of an ``(H, W, 3)`` uint8 RGB ``image``, in the detector's order.
 
     Lines that read as empty or below ``min_confidence`` are dropped: they are
     mostly specks, rules and picture fragments the detector took for text.
+    ``quads`` already found on this image (``(N, 4, 2)``, pixels; e.g. by the
+    orientation step) are read as they are instead of detecting again.
+
+    Detection is multi-scale where it needs to be: a box that reads badly, or
+    the whole image when nothing was found on it, is detected again at a
+    higher resolution (for a detector with ``limit_side_len``) and its lines
+    read; they replace the box when they read well.
     """
-    quads = detector.detect(image)
+    if quads is None:
+        quads = detector.detect(image)
+    quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
+    side = getattr(detector, "limit_side_len", None)
+    if len(quads) == 0:
+        if side is None or max(image.shape[:2]) <= side or _flat(image):
+            return []
+        return _good(_read_closer(image, (0, 0, image.shape[1], image.shape[0]), detector, recognizer, side), min_confidence)
+    lines = recognizer.recognize(image, quads)
+    out: list[Recognized] = []
+    for r in lines:
+        if _ok(r, min_confidence):
+            out.append(r)
+            continue
+        # Only worth a second look where the first pass ran downscaled.
+        if side is None or max(image.shape[:2]) <= side:
+            continue
+        x0, y0 = np.floor(r.quad.min(0)).astype(int)
+        x1, y1 = np.ceil(r.quad.max(0)).astype(int)
+        if min(x1 - x0, y1 - y0) < _RETRY_MIN_SIDE:
+            continue
+        out += _good(_read_closer(image, (x0, y0, x1, y1), detector, recognizer, side), min_confidence)
+    if side is not None and max(image.shape[:2]) > side:
+        for box in _unread_ink(image, quads, side):
+            more = _good(_read_closer(image, box, detector, recognizer, side), min_confidence)
+            out += [r for r in more if not any(_overlap(r.quad, o.quad) > 0.5 for o in out)]
+    return out
+
+
+def _unread_ink(image: np.ndarray, quads: np.ndarray, side: int) -> list[tuple[int, int, int, int]]:
+    """Boxes (full-size pixels) of text-like ink that no quad covers, judged at the first pass's scale.
+
+    Text too small for the first pass leaves its ink outside every box:
+    clusters of it that look like lines of type (wide, short strokes, not a
+    solid picture) are worth a closer look.
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    scale = side / max(h, w)
+    small = cv2.resize(image, (max(1, round(w * scale)), max(1, round(h * scale))), interpolation=cv2.INTER_AREA)
+    small = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY)
+    if int(small.max()) - int(small.min()) < _MIN_CONTRAST:
+        return []
+    _, ink = cv2.threshold(small, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
+    if len(quads):
+        cv2.fillPoly(ink, [np.round(q * scale).astype(np.int32) for q in quads], 0)
+    # Letters of one line of small type join into a bar; words into a block.
+    grouped = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((3, 7), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
+    boxes = []
+    for x, y, bw, bh, area in stats[1:]:
+        dots = int(ink[y:y + bh, x:x + bw].sum())
+        # A run of type: at least a few letters wide, and ink not solid (a photo, a bar).
+        if bw < _MIN_RUN or dots < _MIN_RUN or dots > 0.6 * bw * bh:
+            continue
+        boxes.append((int(x / scale), int(y / scale), int(np.ceil((x + bw) / scale)), int(np.ceil((y + bh) / scale))))
+    return boxes
+
+
+def _overlap(a: np.ndarray, b: np.ndarray) -> float:
+    """Share of quad ``a``'s bounding box inside quad ``b``'s."""
+    ax0, ay0, ax1, ay1 = *a.min(0), *a.max(0)
+    bx0, by0, bx1, by1 = *b.min(0), *b.max(0)
+    iw, ih = max(0.0, min(ax1, bx1) - max(ax0, bx0)), max(0.0, min(ay1, by1) - max(ay0, by0))
+    return float(iw * ih / max((ax1 - ax0) * (ay1 - ay0), 1e-6))
+
+
+def _ok(r: Recognized, min_confidence: float) -> bool:
+    return bool(r.text.strip()) and r.confidence >= min_confidence
+
+
+def _good(lines: list[Recognized], min_confidence: float) -> list[Recognized]:
+    return [r for r in lines if _ok(r, min_confidence)]
+
+
+def _flat(image: np.ndarray) -> bool:
+    """True for an image without contrast (a blank page): nothing to find closer either."""
+    step = max(1, max(image.shape[:2]) // 512)
+    g = image[::step, ::step].min(axis=2)
+    return int(g.max()) - int(g.min()) < _MIN_CONTRAST
+
+
+def _read_closer(
+    image: np.ndarray, box: tuple[int, int, int, int], detector: Detector, recognizer: Recognizer, side: int
+) -> list[Recognized]:
+    """Detect the ``box`` region again at ``_RETRY_ZOOM`` times the first pass's scale and read it."""
+    h, w = image.shape[:2]
+    x0, y0, x1, y1 = box
+    pad = max(4, (y1 - y0) // 4)
+    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+    region = np.ascontiguousarray(image[y0:y1, x0:x1])
+    first_scale = side / max(h, w)
+    limit = int(min(1.0, _RETRY_ZOOM * first_scale) * max(region.shape[:2]))
+    quads = detector.detect(region, limit_side_len=max(32, limit))  # type: ignore[call-arg]
     if len(quads) == 0:
         return []
-    lines = recognizer.recognize(image, quads)
-    return [r for r in lines if r.text.strip() and r.confidence >= min_confidence]
+    found = recognizer.recognize(region, quads)
+    for r in found:
+        r.quad = r.quad + np.array([x0, y0], np.float32)
+        r.words = [(t, (a + x0, b + y0, c + x0, d + y0)) for t, (a, b, c, d) in r.words]
+    return found
