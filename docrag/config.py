@@ -64,9 +64,10 @@ class IngestOptions(BaseModel):
         0.5, ge=0.0, le=1.0, description="Drop OCR lines read with a lower mean confidence."
     )
     embedder: str = Field(
-        "minilm",
-        description="Text embedder: 'minilm' (offline default) or any sentence-transformers "
-        "model id or local directory.",
+        "minilm-onnx-int8",
+        description="Text embedder: 'minilm-onnx-int8' (offline default: all-MiniLM-L6-v2 on onnxruntime, "
+        "int8), 'minilm-onnx' (fp32, same vectors as torch), 'minilm' (sentence-transformers on torch), "
+        "'openai', or any sentence-transformers model id or local directory. An existing index keeps its own.",
     )
     chunk_tokens: int = Field(
         200, ge=16, le=8192, description="Target chunk size in embedder tokens (words as a proxy)."

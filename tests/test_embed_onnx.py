@@ -113,6 +113,53 @@ def test_order_is_restored_after_length_sorting(fp32) -> None:
     assert ((batched * one_by_one).sum(1) > 0.9999).all()
 
 
+def test_concurrent_batches_keep_input_order(fp32, torch_vectors: np.ndarray) -> None:
+    from docrag.embed.onnx import OnnxEmbedder
+
+    two = OnnxEmbedder(num_threads=2, batch_size=3)  # ~18 batches, two at a time, finishing out of order
+    rng = np.random.default_rng(0)
+    perm = rng.permutation(len(TEXTS))
+    vecs = two.embed_documents([TEXTS[i] for i in perm])
+    cos = (vecs * torch_vectors[perm]).sum(1)
+    assert cos.min() >= 0.999, cos.min()
+
+
+def test_batches_are_sorted_even_and_cover_every_row(fp32) -> None:
+    from docrag.embed.onnx import OnnxEmbedder
+
+    emb = OnnxEmbedder.__new__(OnnxEmbedder)
+    lengths = np.array([len(t) for t in TEXTS])
+    for batch_size, threads in ((32, 2), (8, 2), (8, 1), (4, 3), (100, 2)):
+        emb.batch_size, emb.num_threads = batch_size, threads
+        batches = emb.batches(lengths)
+        rows = np.concatenate(batches)
+        assert sorted(rows.tolist()) == list(range(len(TEXTS)))
+        assert (np.diff(lengths[rows]) <= 0).all()  # longest first: each batch pads to its own longest
+        assert max(len(b) for b in batches) <= batch_size
+        rounds = -(-len(TEXTS) // (batch_size * threads))
+        assert len(batches) <= rounds * threads  # no more batches than whole rounds of the threads need
+        assert len(batches) >= min(threads, len(TEXTS))  # every thread gets work
+
+
+def test_threads_follow_docrag_threads(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from docrag.embed.onnx import _default_threads
+
+    monkeypatch.setenv("DOCRAG_THREADS", "1")  # what a page worker with one core gets
+    assert _default_threads() == 1
+    monkeypatch.delenv("DOCRAG_THREADS")
+    assert _default_threads() == len(os.sched_getaffinity(0))
+
+
+def test_default_embedder_is_int8_onnx() -> None:
+    import inspect
+
+    from docrag.config import IngestOptions
+    from docrag.embed import get_embedder
+
+    assert IngestOptions().embedder == "minilm-onnx-int8"
+    assert inspect.signature(get_embedder.__wrapped__).parameters["name"].default == "minilm-onnx-int8"
+
+
 def test_empty_input(fp32) -> None:
     assert fp32.embed_documents([]).shape == (0, 384)
 
@@ -155,6 +202,45 @@ def test_corrupt_cache_is_exported_again(int8, tmp_path: Path) -> None:
     assert target.stat().st_size == int8.model_path.stat().st_size
     emb = OnnxEmbedder(quantize=True, num_threads=1, cache_dir=cache)
     assert emb.embed_query("hello").shape == (384,)
+
+
+def test_cache_files_are_replaced_atomically(tmp_path: Path) -> None:
+    from docrag.embed.onnx import _replace_atomically
+
+    dest = tmp_path / "model.onnx"
+    dest.write_bytes(b"old")
+
+    def crash(tmp: Path) -> None:
+        tmp.write_bytes(b"half")
+        raise KeyboardInterrupt  # a writer killed midway
+
+    with pytest.raises(KeyboardInterrupt):
+        _replace_atomically(crash, dest)
+    assert dest.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    _replace_atomically(lambda tmp: tmp.write_bytes(b"new"), dest)
+    assert dest.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
+    assert dest.stat().st_mode & 0o777 == 0o644  # a shared cache stays readable
+
+
+def test_two_processes_exporting_at_once(int8, tmp_path: Path) -> None:
+    import shutil
+
+    # The fp32 export is copied (valid); both processes need the int8 file: one quantizes
+    # under the lock, the other waits and finds it done.
+    folder = tmp_path / int8.model_path.parent.name
+    shutil.copytree(int8.model_path.parent, folder)
+    for name in ("model.int8.onnx", "model.int8.onnx.json"):
+        (folder / name).unlink()
+    code = (
+        "import sys; from docrag.embed.onnx import export_model, _valid\n"
+        f"p = export_model({str(int8.model_dir)!r}, quantize=True, cache_dir={str(tmp_path)!r})\n"
+        "assert _valid(p); print(p)\n"
+    )
+    procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    outs = [p.communicate(timeout=600)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs[0] == outs[1] == str(folder / "model.int8.onnx")
+    assert not [p.name for p in folder.iterdir() if p.name.endswith(".tmp")]
 
 
 def test_import_is_light() -> None:

