@@ -205,24 +205,36 @@ def ocr_page(raster: Raster, options: IngestOptions, page: Page | None = None) -
     """
     from docrag.detect import get_detector
     from docrag.recognize import get_recognizer
-    from docrag.recognize.engine import ocr_image
+    from docrag.recognize.engine import keep_and_retry, ocr_image
     from docrag.recognize.orientation import compose_affine, upright_with_lines
 
     detector = get_detector(options.detector)
     recognizer = get_recognizer(options.ocr_engine, options.ocr_model, options.lang)
     view = raster
+    page_mode = getattr(recognizer, "page_mode", False)
     quads = None  # found by the orientation step, read without detecting again
+    found = None  # read by the orientation step (ppocr reads the page once)
+
+    def read(image: np.ndarray, quads: np.ndarray) -> list:
+        return recognizer.recognize(image, quads) if len(quads) else []
+
     if options.orientation and raster.image.size:
-        image, back, turn, skew, quads = upright_with_lines(raster.image, detector, get_recognizer("ppocr"))
+        # ppocr's own reading of the page tells upright from upside down (its
+        # confidences are the check's scale); other engines read after the check.
+        image, back, turn, skew, quads, found = upright_with_lines(
+            raster.image, detector, get_recognizer("ppocr"),
+            read=read if recognizer.name == "ppocr" and not page_mode else None)
         if turn or skew:
             view = Raster(image=image, to_points=compose_affine(raster.to_points, back), dpi=raster.dpi)
         if page is not None:
             page.orientation, page.skew = int(turn), round(float(skew), 3)
-    if getattr(recognizer, "page_mode", False):
+    if page_mode:
         found = [r for r in recognizer.read_page(view.image)  # type: ignore[attr-defined]
                  if r.text.strip() and r.confidence >= options.min_ocr_confidence]
-    else:
+    elif found is None:
         found = ocr_image(view.image, detector, recognizer, min_confidence=options.min_ocr_confidence, quads=quads)
+    else:
+        found = keep_and_retry(view.image, quads, found, detector, recognizer, options.min_ocr_confidence)
     scale = 72.0 / view.dpi
 
     def frame_box(pts: np.ndarray) -> BBox:

@@ -63,14 +63,22 @@ class PageReader(Protocol):
 RECOGNIZERS: Registry[Recognizer] = Registry("recognizer")
 
 
-@lru_cache(maxsize=None)
 def get_recognizer(name: str = "ppocr", model: str | None = None, lang: str | None = None) -> Recognizer:
     """The recognizer called ``name``, built once per process.
 
     ``model`` (a hub id or a local directory) goes to engines that load a
     model by name (``florence2``; a tessdata dir for ``tesseract``); ``lang``
     to ``tesseract``. Options left as ``None`` are not passed.
+
+    >>> get_recognizer("ppocr") is get_recognizer("ppocr", None, None)
+    True
     """
+    # One cache key however the arguments are spelled: a second instance would load the model again.
+    return _cached_recognizer(name, model, lang)
+
+
+@lru_cache(maxsize=None)
+def _cached_recognizer(name: str, model: str | None, lang: str | None) -> Recognizer:
     _load_builtin_engines()
     kwargs = {k: v for k, v in (("model", model), ("lang", lang)) if v is not None}
     return RECOGNIZERS.create(name, **kwargs)

@@ -14,7 +14,7 @@ import numpy as np
 from docrag.detect import Detector
 from docrag.recognize import Recognized, Recognizer
 
-__all__ = ["ocr_image"]
+__all__ = ["ocr_image", "keep_and_retry"]
 
 # A box that reads badly is detected again at this many times the first
 # pass's resolution (up to full size): text too small for the page-wide pass
@@ -51,26 +51,38 @@ def ocr_image(
     if quads is None:
         quads = detector.detect(image)
     quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
+    lines = recognizer.recognize(image, quads) if len(quads) else []
+    return keep_and_retry(image, quads, lines, detector, recognizer, min_confidence)
+
+
+def keep_and_retry(
+    image: np.ndarray,
+    quads: np.ndarray,
+    lines: list[Recognized],
+    detector: Detector,
+    recognizer: Recognizer,
+    min_confidence: float = 0.5,
+) -> list[Recognized]:
+    """The second half of :func:`ocr_image`: keep the ``lines`` read in ``quads``, look closer where they failed."""
     side = getattr(detector, "limit_side_len", None)
+    closer = side is not None and max(image.shape[:2]) > side  # only where the first pass ran downscaled
     if len(quads) == 0:
-        if side is None or max(image.shape[:2]) <= side or _flat(image):
+        if not closer or _flat(image):
             return []
         return _good(_read_closer(image, (0, 0, image.shape[1], image.shape[0]), detector, recognizer, side), min_confidence)
-    lines = recognizer.recognize(image, quads)
     out: list[Recognized] = []
     for r in lines:
         if _ok(r, min_confidence):
             out.append(r)
             continue
-        # Only worth a second look where the first pass ran downscaled.
-        if side is None or max(image.shape[:2]) <= side:
+        if not closer:
             continue
         x0, y0 = np.floor(r.quad.min(0)).astype(int)
         x1, y1 = np.ceil(r.quad.max(0)).astype(int)
         if min(x1 - x0, y1 - y0) < _RETRY_MIN_SIDE:
             continue
         out += _good(_read_closer(image, (x0, y0, x1, y1), detector, recognizer, side), min_confidence)
-    if side is not None and max(image.shape[:2]) > side:
+    if closer:
         for box in _unread_ink(image, quads, side):
             more = _good(_read_closer(image, box, detector, recognizer, side), min_confidence)
             out += [r for r in more if not any(_overlap(r.quad, o.quad) > 0.5 for o in out)]

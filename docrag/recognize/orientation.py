@@ -23,13 +23,13 @@ convention of :class:`docrag.io.Raster`'s ``to_points``; so
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 import numpy as np
 
 if TYPE_CHECKING:
     from docrag.detect import Detector
-    from docrag.recognize import Recognizer
+    from docrag.recognize import Recognized, Recognizer
 
 __all__ = [
     "estimate_skew", "estimate_orientation", "rotate", "upright", "upright_with_lines", "compose_affine", "map_points",
@@ -243,6 +243,15 @@ def estimate_orientation(image: np.ndarray, detector: Detector, recognizer: Reco
 
 def _orient(image: np.ndarray, detector: Detector, recognizer: Recognizer, sample: int) -> tuple[int, np.ndarray]:
     """Orientation, and the quads of the page once turned by it (full-size pixels)."""
+    turn, quads = _probe(image, detector)
+    page = rotate(image, turn)[0] if turn else image
+    if len(quads) and _upside_down(page, quads, recognizer, sample):
+        turn, quads = (turn + 180) % 360, _half_turn(quads, page.shape)
+    return turn, quads
+
+
+def _probe(image: np.ndarray, detector: Detector) -> tuple[int, np.ndarray]:
+    """Quarter turn (0 or 90) that lays the lines flat, and their quads on the turned page (full-size pixels)."""
     import cv2
 
     h, w = image.shape[:2]
@@ -251,19 +260,22 @@ def _orient(image: np.ndarray, detector: Detector, recognizer: Recognizer, sampl
                                                   interpolation=cv2.INTER_AREA)
     sx, sy = w / small.shape[1], h / small.shape[0]
     quads = detector.detect(small).astype(np.float64) * [sx, sy]
-    turn, page = 0, image
+    turn = 0
     if len(quads) and _mostly_vertical(quads):
         turn = 90
-        page, _ = rotate(image, 90)
         turned, _ = rotate(small, 90)
         quads = detector.detect(turned).astype(np.float64) * [sy, sx]
     if len(quads) == 0:
         return 0, np.zeros((0, 4, 2), np.float32)
-    if _upside_down(page, quads, recognizer, sample):
-        turn = (turn + 180) % 360
-        ph, pw = page.shape[:2]
-        quads = np.array([pw, ph]) - quads[:, [2, 3, 0, 1]]  # the same boxes on the turned page
     return turn, quads.astype(np.float32)
+
+
+def _half_turn(quads: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
+    """The same boxes on the page turned by 180 degrees (``shape``: the page's height, width)."""
+    from docrag.detect.dbnet import sort_quads
+
+    ph, pw = shape[:2]
+    return sort_quads((np.array([pw, ph], np.float32) - np.asarray(quads, np.float32)[:, [2, 3, 0, 1]]))
 
 
 def _mostly_vertical(quads: np.ndarray) -> bool:
@@ -280,8 +292,14 @@ def _mostly_vertical(quads: np.ndarray) -> bool:
     return float(length[vertical].sum()) > float(length[~vertical].sum())
 
 
-def _upside_down(page: np.ndarray, quads: np.ndarray, recognizer: Recognizer, sample: int) -> bool:
-    """Whether the widest lines read more confidently turned by 180°."""
+def _upside_down(
+    page: np.ndarray, quads: np.ndarray, recognizer: Recognizer, sample: int, upright_conf: float | None = None
+) -> bool:
+    """Whether the widest lines read more confidently turned by 180°.
+
+    ``upright_conf``, when the page's lines were read already, stands in for
+    reading the strips upright.
+    """
     across = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)
     down = np.linalg.norm(quads[:, 3] - quads[:, 0], axis=1)
     wide = np.flatnonzero(across >= down)
@@ -299,7 +317,8 @@ def _upside_down(page: np.ndarray, quads: np.ndarray, recognizer: Recognizer, sa
     x1, y1 = np.ceil(chosen.reshape(-1, 2).max(0)).astype(int) + 2
     region = page[y0:y1, x0:x1]
     chosen = (chosen - [x0, y0]).astype(np.float32)
-    upright_conf = _mean_confidence(recognizer.recognize(np.ascontiguousarray(region), chosen))
+    if upright_conf is None:
+        upright_conf = _mean_confidence(recognizer.recognize(np.ascontiguousarray(region), chosen))
     if upright_conf >= _SURE_UPRIGHT:
         return False
     rh, rw = region.shape[:2]
@@ -335,7 +354,7 @@ def upright(
     >>> out.shape, turn, skew
     ((300, 200, 3), 0, 0.0)
     """
-    return upright_with_lines(image, detector, recognizer, deskew, max_skew)[:4]
+    return upright_with_lines(image, detector, recognizer, deskew, max_skew)[:4]  # type: ignore[return-value]
 
 
 def upright_with_lines(
@@ -344,16 +363,24 @@ def upright_with_lines(
     recognizer: Recognizer,
     deskew: bool = True,
     max_skew: float = MAX_SKEW,
-) -> tuple[np.ndarray, np.ndarray, int, float, np.ndarray | None]:
-    """:func:`upright`, plus the text-line quads found on the way, in the upright image's pixels.
+    read: Callable[[np.ndarray, np.ndarray], list[Recognized]] | None = None,
+) -> tuple[np.ndarray, np.ndarray, int, float, np.ndarray | None, list[Recognized] | None]:
+    """:func:`upright`, plus the text lines found (and read) on the way, in the upright image's pixels.
 
-    The quads are the orientation probe's own detections, carried exactly
-    through a quarter turn, so the recognizer can read them without a second
-    pass of the detector: ``(N, 4, 2)`` float32, corners TL, TR, BR, BL,
-    sorted top to bottom. They are None when the page was levelled
-    (resampled): boxes found on the tilted page and turned with it read worse
+    Returns ``(image, back, orientation, skew, quads, lines)``. The quads are
+    the orientation probe's own detections, carried exactly through quarter
+    turns, so the recognizer can read them without a second pass of the
+    detector: ``(N, 4, 2)`` float32, corners TL, TR, BR, BL, sorted top to
+    bottom. They are None when the page was levelled (resampled) and not
+    read here: boxes found on the tilted page and turned with it read worse
     than boxes found on the level page (bench/ocr.py: fixtures CER 0.0004 vs
-    0.0000), so the caller detects again there.
+    0.0000), so the level page is detected again (here, with ``read``).
+
+    With ``read`` (``read(image, quads) -> lines``, the page's own
+    recognizer), the page's lines are read before the upside-down check and
+    that reading settles it when its widest lines are read confidently: no
+    strips are read twice. ``lines`` is that reading of the final upright
+    page (None without ``read``).
 
     >>> from docrag.detect import get_detector
     >>> from docrag.recognize import get_recognizer
@@ -361,16 +388,42 @@ def upright_with_lines(
     >>> upright_with_lines(page, get_detector("dbnet"), get_recognizer("ppocr"))[4].shape
     (0, 4, 2)
     """
+    from docrag.detect.dbnet import sort_quads
+
     image = _check(image)
-    turn, quads = _orient(image, detector, recognizer, sample=12)
+    turn, quads = _probe(image, detector)
     page, back = rotate(image, turn) if turn else (image, np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]]))
+    if read is None and len(quads) and _upside_down(page, quads, recognizer, sample=12):
+        turn, quads = (turn + 180) % 360, _half_turn(quads, page.shape)
+        page, back = rotate(image, turn)
     skew = estimate_skew(page, quads if len(quads) else None, max_skew=max_skew) if deskew else 0.0
     if abs(skew) < MIN_DESKEW:
-        from docrag.detect.dbnet import sort_quads
-
-        return page, back, turn, 0.0, sort_quads(quads)
-    level, back_level = rotate(page, -skew)
-    return level, compose_affine(back, back_level), turn, skew, None
+        skew, quads = 0.0, sort_quads(quads)
+    else:
+        page, back_level = rotate(page, -skew)
+        back = compose_affine(back, back_level)
+        quads = detector.detect(page) if read is not None else None
+    if read is None or quads is None:
+        return page, back, turn, skew, quads, None
+    if not len(quads):
+        return page, back, turn, skew, quads, read(page, quads)
+    # The widest lines first: if they read confidently the page is upright and
+    # the rest is read; if not, only they were read in vain.
+    first = np.argsort(-np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1), kind="stable")[:12]
+    wide = read(page, quads[first])
+    known = _mean_confidence(wide)
+    if known < _SURE_UPRIGHT and _upside_down(page, quads, recognizer, 12, upright_conf=known):
+        page, half = rotate(page, 180)
+        back, turn = compose_affine(back, half), (turn + 180) % 360
+        quads = _half_turn(quads, page.shape)
+        return page, back, turn, skew, quads, read(page, quads)
+    rest = np.setdiff1d(np.arange(len(quads)), first)
+    lines: list = [None] * len(quads)
+    for i, r in zip(first, wide):
+        lines[i] = r
+    for i, r in zip(rest, read(page, quads[rest]) if len(rest) else []):
+        lines[i] = r
+    return page, back, turn, skew, quads, lines
 
 
 def _check(image: np.ndarray) -> np.ndarray:
