@@ -48,11 +48,13 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 FIXTURES = ROOT / "fixtures" / "data"
 OCR_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ocr-dev"
 SETS = ("ocr-dev", "fixtures", "variants", "accents")
 REFERENCE = "tesseract"
 
+from machine import machine  # noqa: E402  (bench/machine.py: the machine line)
 from tests.textmetrics import normalize  # noqa: E402  (the tests' and evaluation's normalisation)
 
 
@@ -392,6 +394,7 @@ def main(argv: list[str] | None = None) -> int:
     from docrag.config import IngestOptions
 
     default = IngestOptions().ocr_engine
+    before = machine(f"default={default}", f"reference={REFERENCE}")  # the load while the pages run, too
     engines = available_engines(args.engines, args.dpi, args.florence2_model)
     with tempfile.TemporaryDirectory() as tmp:
         pages = load_sets(args.sets, Path(tmp))
@@ -402,8 +405,7 @@ def main(argv: list[str] | None = None) -> int:
 
     cpu = next((ln.split(":", 1)[1].strip() for ln in Path("/proc/cpuinfo").read_text().splitlines()
                 if ln.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    print(f"# OCR bench  {platform.python_version()}  cpus={os.cpu_count()}  {cpu}  default={default}  "
-          f"reference={REFERENCE}")
+    print(f"# OCR bench\n{before}\n# load avg after: {', '.join(f'{x:.1f}' for x in os.getloadavg())}")
     set_names = [s for s in args.sets if any(p.set == s for p in pages)]
     for set_name in set_names:
         print(f"\n## {set_name}\n{HEADER}")

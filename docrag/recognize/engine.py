@@ -69,7 +69,8 @@ def keep_and_retry(
     if len(quads) == 0:
         if not closer or _flat(image):
             return []
-        return _good(_read_closer(image, (0, 0, image.shape[1], image.shape[0]), detector, recognizer, side), min_confidence)
+        whole = (0, 0, image.shape[1], image.shape[0])
+        return _good(_read_closer(image, whole, detector, recognizer, side), min_confidence)
     out: list[Recognized] = []
     for r in lines:
         if _ok(r, min_confidence):
