@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import math
 import threading
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +46,7 @@ class PPOCRRecognizer:
 
     Args:
         batch_size: Crops per network call (crops are batched by aspect ratio).
-        num_threads: onnxruntime intra-op threads.
+        num_threads: Batches run at once, each on one onnxruntime thread.
         model_path: An ONNX recognition model with a ``character`` metadata
             entry; rapidocr's default when None.
 
@@ -68,6 +69,7 @@ class PPOCRRecognizer:
         self._session: Any = None
         self._chars: list[str] = []
         self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
 
     def _load(self) -> Any:
         with self._lock:
@@ -75,7 +77,10 @@ class PPOCRRecognizer:
                 path = self.model_path or rapidocr_model_path("rec")
                 if not path.is_file():
                     raise ModelError(f"recognition model {path} not found; check model_path")
-                sess = make_session(path, self.num_threads)
+                # One thread per run: parallelism comes from batches run concurrently,
+                # which holds up on a loaded machine where intra-op threads wait on each other.
+                sess = make_session(path, 1)
+                self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="docrag-ppocr")
                 meta = sess.get_modelmeta().custom_metadata_map
                 if "character" not in meta:
                     raise ModelError(f"{path} has no 'character' dictionary in its metadata")
@@ -124,7 +129,8 @@ class PPOCRRecognizer:
         ratios = np.array([c.shape[1] / c.shape[0] for c in crops])
         order = np.argsort(ratios, kind="stable")  # similar widths share a batch: less padding
         res: list[Any] = [None] * len(crops)
-        for idx in self._batches(order, ratios):
+
+        def run(idx: np.ndarray) -> None:
             width = max(_MIN_WIDTH, max(int(math.ceil(_HEIGHT * ratios[i])) for i in idx))
             batch = np.zeros((len(idx), 3, _HEIGHT, width), np.float32)  # zero = mid-grey pad
             widths = []
@@ -136,6 +142,13 @@ class PPOCRRecognizer:
             probs = sess.run(None, {name: batch})[0]
             for k, i in enumerate(idx):
                 res[i] = self._decode(probs[k], widths[k] / width)
+
+        batches = self._batches(order, ratios)
+        if self._pool is None or len(batches) == 1:
+            for idx in batches:
+                run(idx)
+        else:
+            list(self._pool.map(run, batches))  # list(): re-raise a failed batch's error
         return res
 
     def _batches(self, order: np.ndarray, ratios: np.ndarray) -> list[np.ndarray]:
@@ -145,11 +158,13 @@ class PPOCRRecognizer:
         lines would be ~300 MB. Batches are capped so that output stays under
         ``_OUTPUT_BUDGET`` bytes as well as at ``batch_size`` crops.
         """
+        # At least one batch per thread where there are crops enough: they run concurrently.
+        size = max(1, min(self.batch_size, math.ceil(len(order) / self.num_threads)))
         batches, current, widest = [], [], 0
         for i in order.tolist():
             w = max(_MIN_WIDTH, int(math.ceil(_HEIGHT * ratios[i])))
             cost = (len(current) + 1) * max(widest, w) / 8 * max(len(self._chars), 1) * 4
-            if current and (len(current) >= self.batch_size or cost > _OUTPUT_BUDGET):
+            if current and (len(current) >= size or cost > _OUTPUT_BUDGET):
                 batches.append(np.asarray(current))
                 current, widest = [], 0
             current.append(i)
