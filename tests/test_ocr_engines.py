@@ -313,3 +313,38 @@ def test_dev_page_word_f1(det_name: str, rec_name: str, page: str, detectors: di
     lines = ocr_image(image, detectors[det_name], recognizers[rec_name])
     f1 = word_f1("\n".join(r.text for r in lines), truth)
     assert f1 >= 0.9, f"{page}: word F1 {f1:.3f}"
+
+
+@pytest.mark.parametrize("fontsize", [5, 10])
+def test_small_text_on_a_full_page(fontsize: float, detectors: dict, recognizers: dict) -> None:
+    """Text too small for the 1024-px pass (5 pt on a 300-dpi letter page) is found by a closer look."""
+    body = ("The committee reviewed the quarterly figures and found that revenue grew by 4.2 percent, "
+            "while operating costs fell slightly. ") * 3
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    page.insert_textbox(pymupdf.Rect(72, 72, 540, 720), body, fontsize=fontsize)
+    truth = page.get_text(sort=True)
+    image = to_rgb(page.get_pixmap(dpi=DPI))
+    lines = ocr_image(image, detectors["dbnet"], recognizers["ppocr"])
+    got = " ".join(r.text for r in sorted(lines, key=lambda r: float(r.quad[:, 1].mean())))
+    assert cer(got, truth) <= 0.02, got
+
+
+def test_read_once_matches_the_strip_check(detectors: dict, recognizers: dict, samples: dict) -> None:
+    """With ``read``, the page's own reading settles upside down as the strips do, and is returned."""
+    from docrag.recognize.orientation import upright_with_lines
+
+    image, _, text = samples["long"]
+    h, w = image.shape[:2]
+    page = np.full((4 * h, w + 100, 3), 255, np.uint8)  # two copies of the line, one above the other
+    page[h:2 * h, 50:50 + w] = image
+    page[2 * h:3 * h, 50:50 + w] = image
+    flipped = np.ascontiguousarray(page[::-1, ::-1])
+
+    def read(img: np.ndarray, quads: np.ndarray) -> list:
+        return recognizers["ppocr"].recognize(img, quads) if len(quads) else []
+
+    for img, turn in ((page, 0), (flipped, 180)):
+        _, _, got_turn, _, quads, lines = upright_with_lines(img, detectors["dbnet"], recognizers["ppocr"], read=read)
+        assert got_turn == turn and len(lines) == len(quads) == 2
+        assert all(cer(r.text, text) <= 0.02 for r in lines), [r.text for r in lines]

@@ -111,7 +111,8 @@ class DBNetDetector:
             (2550 x 3300) takes ~0.3 s on two cores and body text (7 pt and up)
             comes out one box per line; with boxes found at 2000 px ppocr read the
             bench pages worse (words split across boxes). Smaller text is found
-            again at full size where a box reads badly (see ``ocr_image``).
+            by a closer look at 3x this scale where a box reads badly or ink is
+            left uncovered (see ``docrag.recognize.engine.ocr_image``).
         thresh: Probability above which a pixel counts as text.
         box_thresh: Minimum mean probability inside a box to keep it.
         unclip_ratio: How far the shrunk text kernel is grown back (DB's D = A*r/L).
