@@ -124,21 +124,19 @@ def test_concurrent_batches_keep_input_order(fp32, torch_vectors: np.ndarray) ->
     assert cos.min() >= 0.999, cos.min()
 
 
-def test_batches_are_sorted_even_and_cover_every_row(fp32) -> None:
+def test_batches_are_sorted_bounded_and_cover_every_row(fp32) -> None:
     from docrag.embed.onnx import OnnxEmbedder
 
     emb = OnnxEmbedder.__new__(OnnxEmbedder)
-    lengths = np.array([len(t) for t in TEXTS])
-    for batch_size, threads in ((32, 2), (8, 2), (8, 1), (4, 3), (100, 2)):
-        emb.batch_size, emb.num_threads = batch_size, threads
+    lengths = fp32.token_lengths(TEXTS)
+    for batch_size, threads, budget in ((32, 2, 2048), (8, 2, 2048), (8, 1, 512), (4, 3, 100), (100, 2, 10**6)):
+        emb.batch_size, emb.num_threads, emb.max_batch_tokens = batch_size, threads, budget
         batches = emb.batches(lengths)
         rows = np.concatenate(batches)
         assert sorted(rows.tolist()) == list(range(len(TEXTS)))
         assert (np.diff(lengths[rows]) <= 0).all()  # longest first: each batch pads to its own longest
-        assert max(len(b) for b in batches) <= batch_size
-        rounds = -(-len(TEXTS) // (batch_size * threads))
-        assert len(batches) <= rounds * threads  # no more batches than whole rounds of the threads need
-        assert len(batches) >= min(threads, len(TEXTS))  # every thread gets work
+        assert max(len(b) for b in batches) <= min(batch_size, -(-len(TEXTS) // threads))  # every thread gets work
+        assert all(len(b) == 1 or len(b) * lengths[b].max() <= budget for b in batches)  # memory per run bounded
 
 
 def test_threads_follow_docrag_threads(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:

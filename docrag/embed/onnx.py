@@ -42,6 +42,8 @@ EXPORT_RECIPE = "minilm-onnx-v1"
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _WEIGHT_FILES = ("model.safetensors", "pytorch_model.bin")
+GROUP = 512
+"""Texts tokenized, sorted and batched together: memory stays flat however many texts come in."""
 
 
 def cache_root() -> Path:
@@ -254,6 +256,9 @@ class OnnxEmbedder:
         name: Name recorded in the index (defaults by variant: ``minilm-onnx``, ``minilm-onnx-int8``).
         quantize: Use the dynamic int8 model (faster, cosine ~0.99 to the fp32 vectors).
         batch_size: Most texts per forward pass, after sorting by token count.
+        max_batch_tokens: Most padded tokens per forward pass (bounds the memory of a run:
+            2048 is ~8 chunks of 200 words, ~120 MB for two runs at once, and as fast
+            as larger batches).
         max_tokens: Truncation length in tokens; defaults to the model's ``max_seq_length``
             (256), where sentence-transformers truncates too, so the vectors stay the same.
         num_threads: Batches run at once; defaults to ``DOCRAG_THREADS`` when set (page
@@ -285,6 +290,7 @@ class OnnxEmbedder:
         max_tokens: int | None = None,
         num_threads: int | None = None,
         intra_op_threads: int = 1,
+        max_batch_tokens: int = 2048,
         cache_dir: str | Path | None = None,
     ) -> None:
         if model_dir is None:
@@ -298,6 +304,7 @@ class OnnxEmbedder:
         self.max_tokens = int(max_tokens or _max_seq_length(self.model_dir))
         self.num_threads = max(1, int(num_threads or _default_threads()))
         self.intra_op_threads = max(1, int(intra_op_threads))
+        self.max_batch_tokens = max(1, int(max_batch_tokens))
         self._pool: ThreadPoolExecutor | None = None
         self.model_path = export_model(self.model_dir, quantize=quantize, cache_dir=cache_dir)
         self._session = self._open()
@@ -338,21 +345,39 @@ class OnnxEmbedder:
         return np.array([len(e.ids) for e in self._tokenizer.encode_batch(list(texts))], dtype=np.int64)
 
     def batches(self, lengths: np.ndarray) -> list[np.ndarray]:
-        """Row indices of each batch: longest texts first, sizes even, a multiple of ``num_threads`` batches.
+        """Row indices of each batch, longest texts first.
 
-        >>> emb = OnnxEmbedder.__new__(OnnxEmbedder); emb.batch_size, emb.num_threads = 4, 2
+        A batch pads to its own longest text and holds at most ``batch_size`` texts and
+        ``max_batch_tokens`` padded tokens (what bounds a run's memory: long chunks go
+        fewer at a time, short ones more); no batch takes more than its share of the
+        texts, so every thread gets work.
+
+        >>> emb = OnnxEmbedder.__new__(OnnxEmbedder)
+        >>> emb.batch_size, emb.num_threads, emb.max_batch_tokens = 4, 2, 12
         >>> [b.tolist() for b in emb.batches(np.array([3, 9, 5, 7, 2]))]
-        [[1, 3, 2], [0, 4]]
+        [[1], [3], [2, 0], [4]]
         """
-        order = np.argsort(-lengths, kind="stable")  # a batch pads only to its own longest text
-        per_round = self.batch_size * self.num_threads
-        count = -(-len(order) // per_round) * self.num_threads  # whole rounds: no thread idles at the end
-        size = max(1, -(-len(order) // count))
-        return [order[i:i + size] for i in range(0, len(order), size)]
+        order = np.argsort(-lengths, kind="stable")
+        cap = max(1, min(self.batch_size, -(-len(order) // self.num_threads)))
+        out: list[np.ndarray] = []
+        start = 0
+        while start < len(order):
+            width = int(lengths[order[start]])  # the longest of the batch: the order is descending
+            size = max(1, min(cap, self.max_batch_tokens // max(width, 1)))
+            out.append(order[start:start + size])
+            start += size
+        return out
 
     def embed_documents(self, texts: list[str]) -> np.ndarray:
         """Unit vectors for ``texts``, shape ``(len(texts), dim)``, in input order."""
         texts = list(texts)
+        out = np.zeros((len(texts), self.dim), dtype=np.float32)
+        # A group at a time, so memory does not grow with the number of texts (a 1,000-page document).
+        for start in range(0, len(texts), GROUP):
+            out[start:start + GROUP] = self._embed_group(texts[start:start + GROUP])
+        return check_vectors(out, self.dim)
+
+    def _embed_group(self, texts: list[str]) -> np.ndarray:
         out = np.zeros((len(texts), self.dim), dtype=np.float32)
         if not texts:
             return out
@@ -377,7 +402,7 @@ class OnnxEmbedder:
         done = map(run, batches) if len(batches) == 1 or self.num_threads == 1 else self._executor().map(run, batches)
         for rows, vecs in done:
             out[rows] = vecs
-        return check_vectors(out, self.dim)
+        return out
 
     def _executor(self) -> ThreadPoolExecutor:
         if self._pool is None:
