@@ -1,4 +1,8 @@
-"""sentence-transformers embedders (torch), including the offline MiniLM default."""
+"""sentence-transformers embedders (torch), including ``minilm``.
+
+``minilm`` is the packaged all-MiniLM-L6-v2 on torch; the default embedder runs the same
+weights on onnxruntime (:mod:`docrag.embed.onnx`).
+"""
 
 from __future__ import annotations
 
