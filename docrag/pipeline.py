@@ -26,6 +26,8 @@ __all__ = ["process_page", "read_page", "failed_page", "page_time_limit", "ocr_p
 
 # On a digital page, images covering this much of the page are OCR'd too.
 MIXED_IMAGE_COVER = 0.3
+# ... and of those, each image covering at least this share of the page is read.
+MIN_INSERT_COVER = 0.02
 
 
 def process_page(src: PageSource, options: IngestOptions) -> Page:
@@ -56,9 +58,17 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
         lines = text_layer_lines(src)
         taken = [ln.bbox for ln in lines]
         raster = src.render(options.dpi)
-        for line in ocr_lines(raster, options, page):
-            if _inside_any(line.bbox, images) and not any(inside_share(line.bbox, b) > 0.3 for b in taken):
-                lines.append(line)
+        # Each large image is read on its own: the detector then sees its text at the
+        # image's scale, not shrunk with the whole page (small print in an insert).
+        for box in images:
+            if (box[2] - box[0]) * (box[3] - box[1]) < MIN_INSERT_COVER * page.width * page.height:
+                continue
+            insert = crop_raster(raster, box)
+            if min(insert.image.shape[:2]) < 8:
+                continue
+            for line in ocr_lines(insert, options, page):
+                if _inside_any(line.bbox, images) and not any(inside_share(line.bbox, b) > 0.3 for b in taken):
+                    lines.append(line)
         page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
     if options.figures:
         add_regions(page, src, raster, options.crop_dpi)
@@ -150,17 +160,24 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: in
     page.regions = regions
 
 
-def crop_png(raster: Raster, box: BBox) -> bytes:
-    """PNG bytes of the raster inside a page-point box."""
-    import cv2
-
+def crop_raster(raster: Raster, box: BBox) -> Raster:
+    """The part of ``raster`` inside a page-point box, mapping its pixels to the same page points."""
     inv = np.linalg.inv(np.vstack([raster.to_points, [0.0, 0.0, 1.0]]))
     x0, y0, x1, y1 = box
     pts = np.array([[x0, y0, 1.0], [x1, y0, 1.0], [x1, y1, 1.0], [x0, y1, 1.0]]) @ inv.T
     h, w = raster.image.shape[:2]
-    c0, r0 = np.floor(pts[:, :2].min(axis=0)).astype(int)
-    c1, r1 = np.ceil(pts[:, :2].max(axis=0)).astype(int)
-    crop = raster.image[max(0, r0):min(h, r1), max(0, c0):min(w, c1)]
+    c0, r0 = (max(0, int(v)) for v in np.floor(pts[:, :2].min(axis=0)))
+    c1, r1 = (int(v) for v in np.ceil(pts[:, :2].max(axis=0)))
+    image = np.ascontiguousarray(raster.image[r0:min(h, r1), c0:min(w, c1)])
+    shift = np.array([[1.0, 0.0, c0], [0.0, 1.0, r0], [0.0, 0.0, 1.0]])
+    return Raster(image=image, to_points=raster.to_points @ shift, dpi=raster.dpi)
+
+
+def crop_png(raster: Raster, box: BBox) -> bytes:
+    """PNG bytes of the raster inside a page-point box."""
+    import cv2
+
+    crop = crop_raster(raster, box).image
     if crop.size == 0:
         crop = np.full((1, 1, 3), 255, np.uint8)
     ok, png = cv2.imencode(".png", cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
