@@ -167,7 +167,8 @@ class DBNetDetector:
         # Round each side to a multiple of 32 (the network's stride); the tiny aspect
         # change this causes is undone exactly when boxes are scaled back below.
         rh, rw = (max(32, int(round(s * scale / 32)) * 32) for s in (h, w))
-        small = cv2.resize(image[:, :, ::-1], (rw, rh), interpolation=cv2.INTER_AREA)
+        # Resize, then flip RGB -> BGR (the model's order): resizing the flipped view costs 2-3x more.
+        small = cv2.resize(image, (rw, rh), interpolation=cv2.INTER_AREA)[:, :, ::-1]
         x = (small.astype(np.float32) / 127.5 - 1.0).transpose(2, 0, 1)[None]
         sess = self._get_session()
         prob = sess.run(None, {sess.get_inputs()[0].name: np.ascontiguousarray(x)})[0][0, 0]
