@@ -28,6 +28,7 @@ from docrag.embed import TextEmbedder, get_embedder
 from docrag.embed.image import ImageEmbedder, get_image_embedder
 from docrag.errors import LoadError, StoreError
 from docrag.index import DB_NAME, LocalStore
+from docrag.index.journal import PageJournal, discard_journals, pending_journals
 from docrag.io import open_document
 from docrag.layout.furniture import mark_furniture
 from docrag.pipeline import read_page
@@ -59,6 +60,7 @@ class FileResult:
     page_errors: list[str] = field(default_factory=list)
     warnings: list[str] = field(default_factory=list)
     profile: dict[str, str] = field(default_factory=dict)
+    resumed: int = 0  # pages taken from an interrupted ingest's journal instead of read again
 
 
 @dataclass
@@ -86,6 +88,7 @@ class IngestReport:
             "pages_ocr": sum(f.pages_ocr for f in self.files),
             "page_errors": sum(len(f.page_errors) for f in self.files),
             "chunks": sum(f.chunks for f in self.files),
+            "resumed": sum(f.resumed for f in self.files),
             "seconds": round(self.seconds, 2),
         }
 
@@ -197,10 +200,12 @@ class Index:
             result.doc_id = doc.doc_id
             store = self.store(create=True)
             if store.has_document(doc.doc_id):
+                discard_journals(self.path, doc.doc_id)  # left by a run killed after its commit
                 result.status = "unchanged"
                 return result
             crops: dict[str, bytes] = {}
-            pages, chunks = self._read_document(doc, result, progress, crops, tags, password)
+            journal = PageJournal(self.path, doc.doc_id, self.options.reading_key())
+            pages, chunks = self._read_document(doc, result, progress, crops, tags, password, journal)
             if result.pages and not any(p.method != "failed" for p in pages):
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
@@ -214,6 +219,7 @@ class Index:
             with _sigint_deferred():  # Ctrl-C lands after the commit, never inside it
                 replaced = store.add_document(record, pages, chunks, vectors, crops=crops,
                                               image_vectors=image_vectors)
+            discard_journals(self.path, doc.doc_id)
         if replaced is None:  # another process indexed the same bytes while we read them
             result.status = "unchanged"
             return result
@@ -223,12 +229,12 @@ class Index:
 
     def _read_document(
         self, doc: Any, result: FileResult, progress: ProgressFn | None, crops: dict[str, bytes],
-        tags: dict[str, str], password: str | None = None,
+        tags: dict[str, str], password: str | None = None, journal: PageJournal | None = None,
     ) -> tuple[list[Page], list[Chunk]]:
         pages: list[Page] = []
         chunks: list[Chunk] = []
         result.warnings += [f"{doc.source}: {w}" for w in getattr(doc, "warnings", [])]
-        for page in self.page_engine().read(doc, password):
+        for page in self._pages(doc, result, password, journal):
             if page.error:
                 result.page_errors.append(page.error)
             result.warnings += [f"{doc.source} (page {page.number}): {w}" for w in page.warnings
@@ -266,6 +272,23 @@ class Index:
         for i, chunk in enumerate(chunks):
             chunk.ordinal = i
         return pages, chunks
+
+    def _pages(self, doc: Any, result: FileResult, password: str | None,
+               journal: PageJournal | None) -> Iterator[Page]:
+        """The document's pages in order: from the journal of an interrupted ingest, the rest read."""
+        done = journal.load() if journal is not None else {}
+        done = {n: p for n, p in done.items() if 1 <= n <= doc.page_count}
+        result.resumed = len(done)
+        todo = [n for n in range(1, doc.page_count + 1) if n not in done]
+        read = self.page_engine().read(doc, password, pages=todo) if todo else iter(())
+        for number in range(1, doc.page_count + 1):
+            if number in done:
+                yield done[number]
+                continue
+            page = next(read)
+            if journal is not None:
+                journal.append(page)
+            yield page
 
     def image_embedder(self) -> ImageEmbedder | None:
         """The image model of this index (from its meta, else the options), or None."""
@@ -344,8 +367,12 @@ class Index:
                       locate=locate, image_embedder=self.image_embedder(), cues=cues)
 
     def info(self) -> dict[str, Any]:
-        """Counts, embedder and FAISS state of the index."""
-        return self.store().stats()
+        """Counts, embedder and FAISS state of the index, and documents an interrupted ingest left half-read."""
+        stats = self.store().stats()
+        pending = pending_journals(self.path)
+        stats["interrupted"] = (f"{len(pending)} document(s), {sum(p['pages'] for p in pending)} page(s) read "
+                                "and kept; ingest them again to go on") if pending else "none"
+        return stats
 
     def documents(self) -> list[dict[str, Any]]:
         return [dict(d) for d in self.store().documents()]

@@ -97,7 +97,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
         index.close()
         done = sum(f.status in ("indexed", "replaced", "unchanged") for f in report.files)
         click.echo(f"interrupted: {done} of {len(files)} file(s) are in the index; the file being read was "
-                   "not added. Run the same command again to go on.", err=True)
+                   "not added, its pages read so far are kept. Run the same command again to go on.", err=True)
         sys.exit(130)
     bar.close()
     index.close()
@@ -116,6 +116,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
             f"{totals['files']} file(s): {totals['indexed']} indexed, {totals['unchanged']} unchanged, "
             f"{totals['failed']} failed · {totals['pages']} pages ({totals['pages_ocr']} OCR'd) · "
             f"{totals['chunks']} chunks · {totals['seconds']:.1f} s"
+            + (f" · {totals['resumed']} page(s) kept from an interrupted run" if totals["resumed"] else "")
         )
     if report.failures:
         sys.exit(1)

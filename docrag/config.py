@@ -104,6 +104,28 @@ class IngestOptions(BaseModel):
             raise ValueError(f"lang applies to the tesseract engine, not {self.ocr_engine!r}")
         return self
 
+    def reading_key(self) -> str:
+        """A short hash of the options that change what a page reads as (OCR, dpi, figures...).
+
+        Pages journaled by an interrupted ingest are reused only under the same key;
+        chunking, embedding and where pages are read (engine, workers) do not count.
+
+        >>> IngestOptions(workers=1).reading_key() == IngestOptions(workers=4).reading_key()
+        True
+        >>> IngestOptions(dpi=200).reading_key() == IngestOptions().reading_key()
+        False
+        """
+        import hashlib
+        import json
+
+        values = self.model_dump(include=set(READING_FIELDS))
+        return hashlib.sha256(json.dumps(values, sort_keys=True).encode()).hexdigest()[:12]
+
+
+READING_FIELDS = ("ocr", "dpi", "detector", "ocr_engine", "ocr_model", "lang", "orientation", "figures",
+                  "crop_dpi", "min_ocr_confidence")
+"""The :class:`IngestOptions` fields that change what a page reads as."""
+
 
 class SearchOptions(BaseModel):
     """How a query is answered."""

@@ -64,7 +64,7 @@ def _revive(cls: type, name: str, value: Any) -> Any:
         return [tuple(float(v) for v in b) for b in value]
     if name == "line_spans" and value is not None:
         return [tuple(int(v) for v in s) for s in value]
-    if name == "chunk_bbox" and value is not None:
+    if name in ("chunk_bbox", "caption_bbox") and value is not None:
         return tuple(float(v) for v in value)
     return value
 

@@ -23,7 +23,7 @@ import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
-from typing import Any, Iterator, Protocol
+from typing import Any, Iterator, Protocol, Sequence
 
 from docrag.config import IngestOptions
 from docrag.io import open_document
@@ -40,9 +40,14 @@ IN_FLIGHT_PER_WORKER = 2
 
 
 class PageEngine(Protocol):
-    """Reads the pages of an open document, in order."""
+    """Reads the pages of an open document, in order.
 
-    def read(self, doc: Document, password: str | None = None) -> Iterator[Page]: ...
+    ``pages`` (1-based numbers, ascending) limits the read to those pages: the rest
+    of an interrupted ingest. ``None`` reads them all.
+    """
+
+    def read(self, doc: Document, password: str | None = None,
+             pages: Sequence[int] | None = None) -> Iterator[Page]: ...
 
     def close(self, now: bool = False) -> None: ...
 
@@ -82,15 +87,17 @@ class LocalPages:
         self.workers = options.workers or auto_workers()
         self._pool: ProcessPoolExecutor | None = None
 
-    def read(self, doc: Document, password: str | None = None) -> Iterator[Page]:
-        if self.workers <= 1 or doc.page_count < MIN_POOL_PAGES:
-            for src in doc.pages():
-                yield read_page(src, self.options)
+    def read(self, doc: Document, password: str | None = None,
+             pages: Sequence[int] | None = None) -> Iterator[Page]:
+        numbers = list(range(1, doc.page_count + 1) if pages is None else pages)
+        if self.workers <= 1 or len(numbers) < MIN_POOL_PAGES:
+            for number in numbers:
+                yield read_page(doc.page(number), self.options)
             return
-        yield from self._read_pooled(doc, password)
+        yield from self._read_pooled(doc, password, numbers)
 
-    def _read_pooled(self, doc: Document, password: str | None) -> Iterator[Page]:
-        todo = deque(range(1, doc.page_count + 1))  # pages not sent yet
+    def _read_pooled(self, doc: Document, password: str | None, numbers: list[int]) -> Iterator[Page]:
+        todo = deque(numbers)  # pages not sent yet
         pending: deque[tuple[int, Future[Page]]] = deque()
         # Pages in flight when a worker died. Any of them may have killed it, so each
         # is sent again alone: one that kills a worker even then is the culprit.

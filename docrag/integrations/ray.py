@@ -28,7 +28,7 @@ import os
 import pickle
 import tempfile
 import warnings
-from typing import Any, Callable, Iterator
+from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
@@ -93,10 +93,13 @@ class RayPages:
             gpus = 1.0 if self.options.ocr_engine == "florence2" and (cluster or {}).get("GPU", 0) > 0 else 0.0
         return {"num_cpus": self.num_cpus, **({"num_gpus": gpus} if gpus else {})}
 
-    def read(self, doc: Document, password: str | None = None) -> Iterator[Page]:
+    def read(self, doc: Document, password: str | None = None,
+             pages: Sequence[int] | None = None) -> Iterator[Page]:
+        remaining = list(range(1, doc.page_count + 1) if pages is None else pages)
+        if not remaining:
+            return
         ray = self._connect()
         data = ray.put(doc.path.read_bytes())
-        remaining = list(range(1, doc.page_count + 1))
         solo = 0  # after a failure, the next pages are read one per run to find the one to blame
         while remaining:
             if solo:

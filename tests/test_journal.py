@@ -1,0 +1,123 @@
+"""An interrupted document resumes from the pages it had read (``docrag/index/journal.py``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pymupdf
+import pytest
+
+from docrag import Index, IngestOptions
+from docrag.index.journal import PageJournal, discard_journals, pending_journals
+from docrag.io import open_document
+from docrag.pipeline import read_page
+from docrag.workers import LocalPages
+
+OPTIONS = IngestOptions(ocr="never", embedder="fake-hash", workers=1)
+
+
+def _pages(path: Path, options: IngestOptions) -> list:
+    with open_document(path) as doc:
+        return [read_page(src, options) for src in doc.pages()]
+
+
+def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: Path) -> None:
+    pages = _pages(fixtures_dir / "visual.pdf", OPTIONS)
+    assert any(getattr(r, "png", None) for p in pages for r in p.regions)  # the case worth testing
+    with open_document(fixtures_dir / "report_scan.pdf") as doc:  # an OCR'd page: words, confidences, skew
+        pages.append(read_page(doc.page(2), IngestOptions()))
+    pages[-1].number = 99
+    assert pages[-1].method == "ocr" and pages[-1].lines[0].words
+    journal = PageJournal(tmp_path, "doc", "key")
+    for page in pages:
+        journal.append(page)
+    back = PageJournal(tmp_path, "doc", "key").load()
+    assert sorted(back) == [p.number for p in pages]
+    for page in pages:
+        again = back[page.number]
+        assert again == page and again.to_dict() == page.to_dict()
+        assert [getattr(r, "png", None) for r in again.regions] == [getattr(r, "png", None) for r in page.regions]
+
+
+def test_torn_lines_failed_pages_and_other_options_are_not_taken(fixtures_dir: Path, tmp_path: Path) -> None:
+    one, two, three = _pages(fixtures_dir / "report.pdf", OPTIONS)
+    two.method, two.error = "failed", "report.pdf (page 2): boom"
+    journal = PageJournal(tmp_path, "doc", "key")
+    for page in (one, two, three):
+        journal.append(page)
+    with open(journal.path, "ab") as fh:  # a write cut short by a kill
+        fh.write(b'{"number": 4, "width": 612')
+    assert sorted(PageJournal(tmp_path, "doc", "key").load()) == [1, 3]
+    assert PageJournal(tmp_path, "doc", "other").load() == {}
+    assert pending_journals(tmp_path) == [{"doc_id": "doc", "pages": 3, "bytes": journal.path.stat().st_size}]
+    assert discard_journals(tmp_path, "doc") == 1 and pending_journals(tmp_path) == []
+
+
+def test_reading_key_ignores_how_pages_are_read() -> None:
+    assert OPTIONS.reading_key() == IngestOptions(ocr="never", embedder="minilm", workers=4, chunk_tokens=300,
+                                                  engine="ray").reading_key()
+    assert OPTIONS.reading_key() != IngestOptions(ocr="auto", workers=1).reading_key()
+
+
+@pytest.fixture
+def long_pdf(fixtures_dir: Path, tmp_path: Path) -> Path:
+    src = pymupdf.open(fixtures_dir / "report.pdf")
+    doc = pymupdf.open()
+    for _ in range(3):
+        doc.insert_pdf(src)
+    doc.save(tmp_path / "long.pdf")
+    return tmp_path / "long.pdf"
+
+
+def _snapshot(index: Index) -> tuple:
+    rows = sorted(tuple(r) for r in index.store().db.execute("SELECT page, ordinal, text, bbox FROM chunks"))
+    pages = sorted(tuple(r) for r in index.store().db.execute("SELECT page, method FROM pages"))
+    return rows, pages
+
+
+def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path, tmp_path: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    def stop_at_page_5(source: str, number: int, total: int) -> None:
+        if number == 5:
+            raise KeyboardInterrupt
+
+    index = Index(tmp_path / "ix", OPTIONS)
+    with pytest.raises(KeyboardInterrupt):
+        index.ingest([long_pdf], progress=stop_at_page_5)
+    index.close()
+    assert [j["pages"] for j in pending_journals(tmp_path / "ix")] == [5]
+    assert "1 document(s), 5 page(s)" in Index(tmp_path / "ix").info()["interrupted"]
+
+    asked: list = []
+    real = LocalPages.read
+
+    def spy(self, doc, password=None, pages=None):  # type: ignore[no-untyped-def]
+        asked.append(list(pages) if pages is not None else None)
+        return real(self, doc, password, pages)
+
+    monkeypatch.setattr(LocalPages, "read", spy)
+    with Index(tmp_path / "ix", OPTIONS) as index:
+        report = index.ingest([long_pdf])
+        assert report.files[0].status == "indexed" and report.files[0].resumed == 5
+        assert report.files[0].pages == 9
+        resumed = _snapshot(index)
+        assert index.info()["interrupted"] == "none"
+    assert asked == [[6, 7, 8, 9]]
+    assert pending_journals(tmp_path / "ix") == []
+
+    with Index(tmp_path / "clean", OPTIONS) as clean:
+        clean.ingest([long_pdf])
+        assert _snapshot(clean) == resumed  # same pages, chunks and boxes as an uninterrupted ingest
+
+
+def test_changed_reading_options_read_everything_again(long_pdf: Path, tmp_path: Path) -> None:
+    def stop_at_page_3(source: str, number: int, total: int) -> None:
+        if number == 3:
+            raise KeyboardInterrupt
+
+    with Index(tmp_path / "ix", OPTIONS) as index, pytest.raises(KeyboardInterrupt):
+        index.ingest([long_pdf], progress=stop_at_page_3)
+    with Index(tmp_path / "ix", OPTIONS.model_copy(update={"figures": False})) as index:
+        report = index.ingest([long_pdf])
+    assert report.files[0].resumed == 0 and report.files[0].status == "indexed"
+    assert pending_journals(tmp_path / "ix") == []  # the stale journal went with the commit
