@@ -129,7 +129,8 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: in
     Markdown rows) and ``png`` (the crop, encoded). A failure here is a page
     warning, never a lost page.
     """
-    from docrag.layout.regions import find_regions, lines_inside, table_to_markdown
+    from docrag.layout.regions import find_regions, lines_inside
+    from docrag.layout.tables import table_to_markdown
 
     lines = page.lines
     if not lines:

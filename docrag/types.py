@@ -18,15 +18,18 @@ BBox = tuple[float, float, float, float]
 Kind = Literal["text", "table", "figure", "chart", "caption"]
 BlockKind = Literal["text", "table", "figure", "chart", "caption", "page_header", "page_footer"]
 PageMethod = Literal["text", "ocr", "mixed", "failed"]
+RegionKind = Literal["figure", "chart", "table"]
 
 __all__ = [
     "BBox",
     "Kind",
     "BlockKind",
     "PageMethod",
+    "RegionKind",
     "Word",
     "Line",
     "Block",
+    "Region",
     "Page",
     "Chunk",
     "Hit",
@@ -55,7 +58,7 @@ class _Serializable:
 
 
 def _revive(cls: type, name: str, value: Any) -> Any:
-    nested = {"words": Word, "lines": Line, "blocks": Block}
+    nested = {"words": Word, "lines": Line, "blocks": Block, "regions": Region}
     if name in nested and value is not None:
         return [nested[name].from_dict(v) if isinstance(v, dict) else v for v in value]
     if name == "bbox" and value is not None:
@@ -104,6 +107,38 @@ class Block(_Serializable):
 
 
 @dataclass
+class Region(_Serializable):
+    """A figure, chart or table on a page (boxes in page points).
+
+    Attributes:
+        kind: ``figure`` (photo, diagram), ``chart`` or ``table``.
+        bbox: Tight box of the region's ink, labels included, caption excluded.
+        subtype: ``bar | line | pie | scatter | photo | diagram`` or ``ruled | borderless``.
+        caption: The linked caption's text, or None.
+        caption_bbox: Box of the caption's lines.
+        score: Confidence of the detection in [0, 1] (a heuristic, not a probability).
+        source: What found it: ``image``, ``vector``, ``grid``, ``columns`` or ``raster``.
+        columns: x boundaries of a ruled table's columns (for :func:`docrag.layout.tables.table_to_markdown`).
+
+    The page pipeline sets ``png`` (the crop image's bytes) on a region it crops;
+    it is not a field, so it stays out of ``to_dict``.
+
+    >>> r = Region(kind="table", bbox=(0, 0, 100, 40), subtype="borderless", caption_bbox=(0, 42, 60, 50))
+    >>> Region.from_dict(r.to_dict()) == r
+    True
+    """
+
+    kind: RegionKind
+    bbox: BBox
+    subtype: str = ""
+    caption: str | None = None
+    caption_bbox: BBox | None = None
+    score: float = 1.0
+    source: str = ""
+    columns: list[float] = field(default_factory=list)
+
+
+@dataclass
 class Page(_Serializable):
     """What the pipeline saw on one page.
 
@@ -129,8 +164,8 @@ class Page(_Serializable):
     """Degrees of skew corrected before OCR."""
     warnings: list[str] = field(default_factory=list)
     """Things the user should know (a page downscaled, a repair), one line each."""
-    regions: list = field(default_factory=list)
-    """Figures, charts and tables found on the page (:class:`docrag.layout.regions.Region`)."""
+    regions: list[Region] = field(default_factory=list)
+    """Figures, charts and tables found on the page."""
 
     @property
     def lines(self) -> list[Line]:

@@ -14,15 +14,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from docrag.io import open_document
-from docrag.layout.regions import (
-    Region,
-    find_captions,
-    find_regions,
-    lines_inside,
-    table_to_markdown,
-)
+from docrag.layout.captions import find_captions
+from docrag.layout.regions import find_regions, lines_inside
+from docrag.layout.tables import table_to_markdown
 from docrag.pipeline import text_layer_lines
-from docrag.types import Line, iou
+from docrag.types import Line, Region, iou
 
 from conftest import FIXTURES, load_gt
 
@@ -171,7 +167,7 @@ def test_body_text_is_not_a_table() -> None:
     # Two columns of prose side by side share rows but are no table.
     lines = [Line(f"left words {i}", (50, 100 + 14 * i, 290, 110 + 14 * i)) for i in range(6)]
     lines += [Line(f"right words {i}", (310, 100 + 14 * i, 550, 110 + 14 * i)) for i in range(6)]
-    from docrag.layout.regions import borderless_tables
+    from docrag.layout.tables import borderless_tables
 
     assert borderless_tables(lines) == []
 

@@ -31,7 +31,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from docrag.layout.regions import Region
 from docrag.types import Page
 
 __all__ = ["PageJournal", "discard_journals", "pending_journals", "JOURNAL_DIR"]
@@ -119,13 +118,9 @@ def _decode(raw: bytes) -> Page | None:
         data = json.loads(raw)
         pngs = data.pop("region_png", [])
         page = Page.from_dict(data)
-        regions = []
-        for i, r in enumerate(page.regions):
-            region = Region.from_dict(r) if isinstance(r, dict) else r
-            if i < len(pngs) and pngs[i]:
-                region.png = base64.b64decode(pngs[i])  # type: ignore[attr-defined]
-            regions.append(region)
-        page.regions = regions
+        for region, png in zip(page.regions, pngs):
+            if png:
+                region.png = base64.b64decode(png)  # type: ignore[attr-defined]
         return page
     except (ValueError, TypeError, KeyError):
         return None

@@ -17,8 +17,12 @@ unlike a plain XY-cut, because sections are only ever cut at spanning lines.
 from __future__ import annotations
 
 import statistics
+from typing import TYPE_CHECKING
 
 from docrag.types import Block, Line, Word, union
+
+if TYPE_CHECKING:
+    import numpy as np
 
 __all__ = ["order_lines", "group_blocks", "split_line_at_gaps", "split_at_word_gutters", "words_to_line"]
 
@@ -106,7 +110,7 @@ def _side(line: Line, g0: float, g1: float) -> int:
     return 0
 
 
-def _runs(mask: "np.ndarray") -> list[tuple[int, int]]:
+def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """``[start, end)`` index ranges where ``mask`` is true."""
     runs, start = [], None
     for i, v in enumerate(mask.tolist()):

@@ -3,68 +3,39 @@
 Born-digital pages are read from their content: embedded raster images,
 clusters of vector drawings, ruled grids and aligned number columns among the
 text lines. Scanned pages are read from the page image: large inked regions
-that are not OCR text, and ruled grids found by morphology. Captions
-("Figure 3:", "Fig. 3.", "Table 2 -", "Chart 1", "Exhibit 4") are linked to the
-nearest region above or below them; regions without one are kept.
+that are not OCR text, and ruled grids found by morphology. Captions are linked
+to the nearest region above or below them (:mod:`docrag.layout.captions`);
+regions without one are kept. Borderless tables and Markdown rows come from
+:mod:`docrag.layout.tables`, figure kinds from :mod:`docrag.layout.classify`.
 
->>> r = Region(kind="table", bbox=(0, 0, 100, 40), subtype="borderless")
->>> Region.from_dict(r.to_dict()) == r
-True
+>>> from docrag.types import Line
+>>> lines_inside(Region("chart", (0, 0, 100, 100)), [Line("tick", (10, 10, 30, 20))])
+[0]
 """
 
 from __future__ import annotations
 
-import re
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from docrag.types import BBox, Line, _Serializable, inside_share, union
+from docrag.layout.captions import LABEL_MARGIN, absorb_labels, find_captions, link_captions, near
+from docrag.layout.classify import classify_image
+from docrag.layout.tables import borderless_tables
+from docrag.types import BBox, Line, Region, inside_share, union
 
 if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster
 
-__all__ = ["Region", "find_regions", "find_captions", "lines_inside", "table_to_markdown", "classify_image"]
+__all__ = ["find_regions", "lines_inside"]
 
-RegionKind = Literal["figure", "chart", "table"]
-CAPTION_RE = re.compile(r"^\s*(figure|fig\.?|table|tab\.|chart|exhibit|graph|plate)\s*(\d+[a-z]?|[ivxl]+)\b"
-                        r"\s*([:.\-\u2013\u2014]|\s|$)", re.IGNORECASE)
-NUMERIC_RE = re.compile(r"^[(\-+\u2212$\u20ac\u00a3]?\d[\d,.]*\s?%?\)?$|^n/?a$|^[-\u2013\u2014]$", re.IGNORECASE)
 # Distances in points.
 GAP = 8.0             # vector paths closer than this belong to one figure
-LABEL_MARGIN = 6.0    # text this close to a figure's ink is its label
-CAPTION_REACH = 40.0  # farthest a caption sits from its region
 MIN_SIDE = 36.0       # smaller clusters are decorations or icons
 # Scanned pages are searched for rules and pictures at no finer than this: the
 # morphology costs ~0.2 s at 300 dpi and a quarter of it here, and a 0.5-pt
 # rule is still a pixel wide.
 SCAN_DPI = 150.0
-
-
-@dataclass
-class Region(_Serializable):
-    """A figure, chart or table on a page (boxes in page points).
-
-    Attributes:
-        kind: ``figure`` (photo, diagram), ``chart`` or ``table``.
-        bbox: Tight box of the region's ink, labels included, caption excluded.
-        subtype: ``bar | line | pie | scatter | photo | diagram`` or ``ruled | borderless``.
-        caption: The linked caption's text, or None.
-        caption_bbox: Box of the caption's lines.
-        score: Confidence of the detection in [0, 1] (a heuristic, not a probability).
-        source: What found it: ``image``, ``vector``, ``grid``, ``columns`` or ``raster``.
-        columns: x boundaries of a ruled table's columns (for :func:`table_to_markdown`).
-    """
-
-    kind: RegionKind
-    bbox: BBox
-    subtype: str = ""
-    caption: str | None = None
-    caption_bbox: BBox | None = None
-    score: float = 1.0
-    source: str = ""
-    columns: list[float] = field(default_factory=list)
 
 
 def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = None) -> list[Region]:
@@ -108,172 +79,6 @@ def _born_digital(src: PageSource, lines: list[Line]) -> bool:
     return not any(_area(b) > 0.8 * page_area for b in src.image_boxes())
 
 
-# ---------------------------------------------------------------- captions
-
-
-def find_captions(lines: list[Line], exclude: list[BBox] = ()) -> list[tuple[list[int], str, BBox]]:  # type: ignore[assignment]
-    """Caption candidates: (line indices, text, box), continuation lines included.
-
-    >>> from docrag.types import Line
-    >>> find_captions([Line("Fig. 2. Dwell time", (0, 0, 80, 10)), Line("by week", (0, 11, 40, 21))])
-    [([0, 1], 'Fig. 2. Dwell time by week', (0.0, 0.0, 80.0, 21.0))]
-    """
-    out = []
-    for i, ln in enumerate(lines):
-        if not CAPTION_RE.match(ln.text):
-            continue
-        ids = [i]
-        while True:
-            last = lines[ids[-1]].bbox
-            h = last[3] - last[1]
-            nxt = [j for j, o in enumerate(lines) if j not in ids and 0 <= o.bbox[1] - last[3] + 0.4 * h < 0.8 * h
-                   and abs(o.bbox[0] - lines[ids[0]].bbox[0]) < 3 and abs((o.bbox[3] - o.bbox[1]) - h) < 0.2 * h
-                   and not CAPTION_RE.match(o.text) and not any(inside_share(o.bbox, b) > 0.5 for b in exclude)]
-            if not nxt:
-                break
-            ids.append(nxt[0])
-        out.append((ids, " ".join(lines[j].text.strip() for j in ids), union([lines[j].bbox for j in ids])))
-    return out
-
-
-def link_captions(regions: list[Region], captions: list[tuple[list[int], str, BBox]], lines: list[Line]) -> None:
-    """Give each region the nearest fitting caption above or below it (in place).
-
-    Tables prefer a caption above, figures one below; the caption's word must
-    fit the kind ("Table" for tables, "Figure"/"Chart" for figures), except
-    "Exhibit" and the like, which fit both.
-    """
-    pairs = []
-    for c, (_, text, cb) in enumerate(captions):
-        word = CAPTION_RE.match(text).group(1).lower()  # type: ignore[union-attr]
-        for r, reg in enumerate(regions):
-            b = reg.bbox
-            ov = min(b[2], cb[2]) - max(b[0], cb[0])
-            if ov < 0.3 * min(b[2] - b[0], cb[2] - cb[0]):
-                continue
-            below, above = cb[1] - b[3], b[1] - cb[3]
-            dist, side_above = (below, False) if below > above else (above, True)
-            if not -4.0 <= dist <= CAPTION_REACH:
-                continue
-            is_table = reg.kind == "table"
-            cost = max(dist, 0.0) + (0 if side_above == is_table else 10.0)
-            if word.startswith(("tab",)) != is_table and not word.startswith(("exhibit", "plate")):
-                cost += 30.0
-            pairs.append((cost, c, r))
-    used_c: set[int] = set()
-    used_r: set[int] = set()
-    for _, c, r in sorted(pairs):
-        if c in used_c or r in used_r:
-            continue
-        used_c.add(c)
-        used_r.add(r)
-        regions[r].caption, regions[r].caption_bbox = captions[c][1], captions[c][2]
-
-
-# ---------------------------------------------------------------- tables from text
-
-
-def cells(line: Line) -> list[tuple[str, BBox]]:
-    """A line cut into cells at gaps wider than about one em."""
-    words = line.words or []
-    if len(words) < 2:
-        return [(line.text.strip(), line.bbox)]
-    h = line.bbox[3] - line.bbox[1]
-    out: list[list] = [[words[0]]]
-    for w in words[1:]:
-        if w.bbox[0] - out[-1][-1].bbox[2] > 0.8 * h:
-            out.append([w])
-        else:
-            out[-1].append(w)
-    return [(" ".join(w.text for w in ws), union([w.bbox for w in ws])) for ws in out]
-
-
-def _rows(lines: list[Line]) -> list[list[tuple[str, BBox]]]:
-    """Cells grouped into rows by vertical centre, rows top to bottom, cells left to right."""
-    items = sorted((c for ln in lines for c in cells(ln)), key=lambda c: (c[1][1] + c[1][3]) / 2)
-    rows: list[list[tuple[str, BBox]]] = []
-    for c in items:
-        yc, h = (c[1][1] + c[1][3]) / 2, c[1][3] - c[1][1]
-        if rows:
-            r = rows[-1]
-            ryc = sum((b[1] + b[3]) / 2 for _, b in r) / len(r)
-            if abs(yc - ryc) < 0.5 * h:
-                r.append(c)
-                continue
-        rows.append([c])
-    return [sorted(r, key=lambda c: c[1][0]) for r in rows]
-
-
-def borderless_tables(lines: list[Line]) -> list[Region]:
-    """Tables without rules: three or more stacked rows of aligned numbers."""
-    rows = _rows(lines)
-
-    def tabular(r: list) -> bool:
-        return len(r) >= 3 and sum(bool(NUMERIC_RE.match(t)) for t, _ in r) >= 2
-
-    out, i = [], 0
-    while i < len(rows):
-        if not tabular(rows[i]):
-            i += 1
-            continue
-        j = i + 1
-        while j < len(rows) and tabular(rows[j]) and _row_gap(rows[j - 1], rows[j]) < 1.5:
-            j += 1
-        if j - i >= 3:
-            start = i
-            if i > 0 and len(rows[i - 1]) >= 2 and _row_gap(rows[i - 1], rows[i]) < 1.8 \
-                    and not CAPTION_RE.match(rows[i - 1][0][0]):
-                start = i - 1  # a header row of words over the number columns
-            box = union([b for r in rows[start:j] for _, b in r])
-            out.append(Region("table", box, "borderless", score=0.7, source="columns"))
-        i = j
-    return out
-
-
-def _row_gap(a: list, b: list) -> float:
-    """Vertical gap between two rows in units of row height."""
-    h = max(bb[3] - bb[1] for _, bb in a)
-    return (min(bb[1] for _, bb in b) - max(bb[3] for _, bb in a)) / max(h, 1e-6)
-
-
-def table_to_markdown(region: Region, lines: list[Line]) -> str:
-    """The table's rows as Markdown, each row keeping its label with its values.
-
-    Columns come from the grid for ruled tables, from x-overlap of the cells
-    otherwise.
-
-    >>> from docrag.types import Line
-    >>> L = lambda t, x, y: Line(t, (x, y, x + 30, y + 10))
-    >>> ls = [L("Item", 0, 0), L("2019", 50, 0), L("PP&E", 0, 14), L("(1,577)", 50, 14)]
-    >>> print(table_to_markdown(Region("table", (0, 0, 80, 24)), ls))
-    | Item | 2019 |
-    | --- | --- |
-    | PP&E | (1,577) |
-    """
-    rows = _rows([ln for ln in lines if inside_share(ln.bbox, region.bbox) > 0.5])
-    if not rows:
-        return ""
-    if len(region.columns) >= 2:
-        bounds = list(zip(region.columns, region.columns[1:]))
-    else:
-        spans: list[list[float]] = []
-        for x0, x1 in sorted((b[0], b[2]) for r in rows for _, b in r if len(r) > 1):
-            if spans and x0 < spans[-1][1] - 1:
-                spans[-1][1] = max(spans[-1][1], x1)
-            else:
-                spans.append([x0, x1])
-        bounds = [(s[0], s[1]) for s in spans] or [(region.bbox[0], region.bbox[2])]
-    table = []
-    for r in rows:
-        slots = [""] * len(bounds)
-        for text, b in r:
-            k = max(range(len(bounds)), key=lambda k: min(b[2], bounds[k][1]) - max(b[0], bounds[k][0]))
-            slots[k] = f"{slots[k]} {text}".strip()
-        table.append("| " + " | ".join(s.replace("|", "\\|") for s in slots) + " |")
-    table.insert(1, "| " + " | ".join("---" for _ in bounds) + " |")
-    return "\n".join(table)
-
-
 # ---------------------------------------------------------------- geometry
 
 
@@ -286,59 +91,6 @@ def lines_inside(region: Region, lines: list[Line], min_overlap: float = 0.5) ->
     """
     return [i for i, ln in enumerate(lines) if inside_share(ln.bbox, region.bbox) >= min_overlap]
 
-
-def _near(a: BBox, b: BBox, margin: float) -> bool:
-    return a[0] - margin <= b[2] and b[0] <= a[2] + margin and a[1] - margin <= b[3] and b[1] <= a[3] + margin
-
-
-def absorb_labels(box: BBox, lines: list[Line], skip: set[int]) -> tuple[BBox, set[int]]:
-    """Grow a figure box by the text lines touching it (tick labels, legends, titles).
-
-    Lines wider than the figure are body text and stay out.
-    """
-    taken: set[int] = set()
-    grown = True
-    while grown:
-        grown = False
-        for i, ln in enumerate(lines):
-            if i in skip or i in taken or not _near(box, ln.bbox, LABEL_MARGIN):
-                continue
-            if inside_share(ln.bbox, box) < 0.5 and (_wider(ln, box) or _ends_paragraph(i, lines, box)):
-                continue
-            taken.add(i)
-            box = union([box, ln.bbox])
-            grown = True
-    return box, taken
-
-
-def _wider(line: Line, box: BBox) -> bool:
-    return line.bbox[2] - line.bbox[0] > 0.9 * (box[2] - box[0])
-
-
-def _ends_paragraph(i: int, lines: list[Line], box: BBox) -> bool:
-    """Whether line ``i`` is the short last line of a body paragraph running above it.
-
-    Such a line is narrower than the figure, but the line just above it starts
-    at the same left edge, is wider than the figure and lies outside it.
-    """
-    x0, y0, _, y1 = lines[i].bbox
-    h = y1 - y0
-    for ln in lines:
-        a0, b0, _, b1 = ln.bbox
-        if (ln is not lines[i] and b1 <= y1 - 0.3 * h and y0 - b1 < 0.6 * h and abs(a0 - x0) < h
-                and _wider(ln, box) and inside_share(ln.bbox, box) < 0.5):
-            return True
-    return False
-
-
-def classify_image(image: np.ndarray) -> tuple[RegionKind, str]:
-    """Kind and subtype of a figure crop (RGB or grey uint8) from simple measures.
-
-    White share under 30% -> photo. Long thin horizontal and vertical lines
-    (axes) -> chart: solid rectangles -> bar, many same-sized dots -> scatter,
-    otherwise line. No axes: one large round shape -> pie, else diagram.
-    """
-    return _classify(image)
 
 
 # ---------------------------------------------------------------- born-digital pages
@@ -400,7 +152,7 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
         if reg.kind != "table":
             pix = page.get_pixmap(clip=pymupdf.Rect(reg.bbox), dpi=100, colorspace=pymupdf.csRGB, alpha=False)  # type: ignore[attr-defined]
             img = np.frombuffer(pix.samples, np.uint8).reshape(pix.h, pix.w, pix.n)[:, :, :3]
-            reg.kind, reg.subtype = _classify(img)
+            reg.kind, reg.subtype = classify_image(img)
     return regions
 
 
@@ -541,7 +293,7 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
         taken: set[int] = set()
         while True:  # labels (OCR lines) and the ink around them, until nothing more touches
             box, more = absorb_labels(box, lines, skip | text_ids | taken)
-            extra = [c for c in comps if _near(box, c, LABEL_MARGIN) and inside_share(c, box) < 1.0
+            extra = [c for c in comps if near(box, c, LABEL_MARGIN) and inside_share(c, box) < 1.0
                      and c[2] - c[0] < box[2] - box[0]]
             if extra:
                 box = union([box, *extra])
@@ -552,7 +304,7 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
     figures = _merge(figures)
     for reg in figures:
         x0, y0, x1, y1 = px(reg.bbox)
-        reg.kind, reg.subtype = _classify(grey[y0:y1, x0:x1])
+        reg.kind, reg.subtype = classify_image(grey[y0:y1, x0:x1])
     return regions + figures
 
 
@@ -593,60 +345,3 @@ def _morph_rules(dark: np.ndarray, s: float, pt: object) -> tuple[list, list]:
             elif axis == 1 and h >= length and a < h * thick:
                 out[1].append((b[1], b[3], (b[0] + b[2]) / 2))
     return out[0], out[1]
-
-
-# ---------------------------------------------------------------- classification
-
-
-def _classify(image: np.ndarray) -> tuple[RegionKind, str]:
-    import cv2
-
-    g = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY) if image.ndim == 3 else image
-    if g.size == 0:
-        return "figure", "diagram"
-    scale = 400.0 / max(g.shape)
-    g = cv2.resize(g, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    h, w = g.shape
-    if float(np.mean(g > 225)) < 0.3:
-        return "figure", "photo"
-    ink = (g < 200).astype(np.uint8)
-    hl, vl = _long_lines(ink, 0.6), _long_lines(ink.T, 0.6).T
-    if hl.any() and vl.any():
-        lines_mask = hl | vl
-        rest = ink & ~cv2.dilate(lines_mask, np.ones((3, 3), np.uint8))
-        n, _, stats, _ = cv2.connectedComponentsWithStats(rest, connectivity=8)
-        bars, dots = 0, []
-        for _, _, bw, bh, a in stats[1:]:
-            extent = a / float(bw * bh)
-            if extent >= 0.75 and min(bw, bh) >= 4 and a >= 0.004 * w * h:
-                bars += 1
-            elif extent >= 0.55 and 0.6 <= bw / bh <= 1.6 and 8 <= a <= 0.002 * w * h:
-                dots.append(a)
-        if bars >= 2:
-            return "chart", "bar"
-        med = float(np.median(dots)) if dots else 0.0
-        alike = sum(0.6 * med <= a <= 1.6 * med for a in dots)  # markers share one size; glyphs do not
-        return "chart", "scatter" if alike >= 25 else "line"
-    shape = cv2.morphologyEx((g < 225).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
-    contours, _ = cv2.findContours(shape, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    if contours:
-        c = max(contours, key=cv2.contourArea)
-        a, p = cv2.contourArea(c), cv2.arcLength(c, True)
-        if a >= 0.12 * w * h and p > 0 and 4 * np.pi * a / (p * p) >= 0.7:
-            return "chart", "pie"
-    return "figure", "diagram"
-
-
-def _long_lines(ink: np.ndarray, frac: float) -> np.ndarray:
-    """Horizontal strokes at least ``frac`` of the width long that are lines or
-    edges (white on one side at least), not the inside of a solid shape."""
-    import cv2
-
-    length = max(3, int(frac * ink.shape[1]))
-    along = np.ones((1, length), np.uint8)
-    d = cv2.dilate(ink, np.ones((3, 1), np.uint8))  # a slightly skewed line stays one run
-    run = cv2.morphologyEx(d, cv2.MORPH_OPEN, along)
-    up, down = np.zeros_like(d), np.zeros_like(d)
-    up[4:], down[:-4] = d[:-4], d[4:]
-    edge = cv2.morphologyEx(run & ~(up & down), cv2.MORPH_CLOSE, np.ones((1, 9), np.uint8))  # tick marks cross it
-    return cv2.morphologyEx(edge, cv2.MORPH_OPEN, along)
