@@ -23,26 +23,25 @@ import re
 import secrets
 from contextlib import asynccontextmanager
 from pathlib import Path
-from typing import Annotated, Any, AsyncIterator, Literal, Optional, Union
+from typing import Annotated, Any, AsyncIterator, Optional
 
 try:  # optional: pip install 'docrag[serve]'; create_app says so when missing
     from fastapi import APIRouter, Depends, FastAPI, Request, Response
-    from fastapi.exceptions import RequestValidationError
-    from fastapi.responses import FileResponse, JSONResponse
+    from fastapi.responses import FileResponse
     from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     _bearer = HTTPBearer(auto_error=False, description="The server's token (--token or DOCRAG_TOKEN).")
     _MISSING: ImportError | None = None
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     _MISSING = _exc
-from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from docrag.config import IngestOptions, options_from_env
-from docrag.errors import ConfigError, DocragError, LoadError, ModelError, StoreError
-from docrag.index import parse_pages, parse_tags
+from docrag.errors import ConfigError
+from docrag.index import parse_tags
 from docrag.integrations.jobs import (Job, ReaderPool, SharedEmbedder, UploadError, Writer, ServiceIndex,
                                       receive_uploads)
+from docrag.integrations.http_errors import ApiError, CatchAll, install_error_handlers
+from docrag.integrations.http_models import DocumentOut, EmbeddingsRequest, ErrorOut, HitOut, JobOut, SearchRequest
 from docrag.types import Hit
 
 __all__ = ["create_app", "serve", "is_loopback"]
@@ -52,108 +51,6 @@ log = logging.getLogger("docrag.serve")
 CROP_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
 HIT_KEYS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
-_STATUS = {ConfigError: 400, LoadError: 422, ModelError: 422, StoreError: 409}
-
-
-# -- request and response models ----------------------------------------------
-
-
-class SearchRequest(BaseModel):
-    """A search: the same options as ``docrag search``."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    query: str = Field(..., max_length=10_000, description="What to look for, in natural language.")
-    k: int = Field(5, ge=1, le=1000, description="Number of hits.")
-    kind: Literal["any", "text", "table", "figure", "chart", "caption"] = Field(
-        "any", description="Only hits of this kind ('figure' includes charts).")
-    mode: Literal["hybrid", "dense", "bm25"] = Field(
-        "hybrid", description="hybrid: BM25 and dense fused by reciprocal rank fusion.")
-    source: Optional[str] = Field(None, description="Only documents whose source or file name matches this glob.")
-    pages: Optional[tuple[int, int]] = Field(
-        None, description="Only this page range, 1-based and inclusive: \"2-5\", \"3\", [2, 5] or [3].")
-    tags: dict[str, str] = Field(default_factory=dict, description="Only documents with all these tags.")
-    rerank: Optional[str] = Field(
-        None, description="Re-score the top hits with this cross-encoder; only models the server enables.")
-    window: int = Field(0, ge=0, le=20, description="Add N neighbouring chunks of the same page to each hit.")
-    group: Literal["chunk", "page"] = Field("chunk", description="page: one hit per page (its best chunk).")
-    rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant of hybrid mode.")
-
-    @field_validator("pages", mode="before")
-    @classmethod
-    def _pages(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return parse_pages(value)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value]
-        if isinstance(value, list) and len(value) == 1:
-            value = [value[0], value[0]]
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-            if not 1 <= value[0] <= value[1]:
-                raise ValueError(f"bad page range {list(value)}: pages are 1-based and first <= last")
-        return value
-
-
-class HitOut(BaseModel):
-    """One hit, as ``docrag search --json`` prints it."""
-
-    source: str = Field(description="The document's source (its file name for uploads).")
-    doc_id: str = Field(description="sha256 of the document's bytes.")
-    page: int = Field(description="1-based page number.")
-    bbox: tuple[float, float, float, float] = Field(
-        description="Evidence box (the lines matching the query): x0, y0, x1, y1 in PDF points, top-left origin.")
-    chunk_bbox: Optional[tuple[float, float, float, float]] = Field(description="Box of the whole chunk.")
-    kind: str = Field(description="text, table, figure, chart or caption.")
-    text: str = Field(description="The chunk's text (with its neighbours when window > 0).")
-    score: float = Field(description="Relevance score (higher is better; scale depends on the mode).")
-    image: Optional[str] = Field(description="For figures and tables: URL path of the crop (GET /crops/{name}).")
-    context: str = Field("", description="Document and section header the chunk was indexed with.")
-
-
-class DocumentOut(BaseModel):
-    """A document of the index."""
-
-    doc_id: str = Field(description="sha256 of the document's bytes.")
-    source: str = Field(description="The source label (file name for uploads, path for CLI ingests).")
-    pages: int = Field(description="Number of pages.")
-    chunks: int = Field(description="Number of chunks indexed.")
-    size: int = Field(description="File size in bytes.")
-    added_at: float = Field(description="When it was indexed (Unix time).")
-    tags: dict[str, str] = Field(description="Tags given at ingest.")
-
-
-class JobOut(BaseModel):
-    """A background job (an upload's ingest, or a delete) and its per-file report."""
-
-    id: str = Field(description="Job id; poll GET /jobs/{id}.")
-    kind: Literal["ingest", "delete"] = Field(description="What the job does.")
-    status: Literal["queued", "running", "done", "failed"] = Field(description="Where the job stands.")
-    created_at: float = Field(description="Unix time the job was queued.")
-    started_at: Optional[float] = Field(description="Unix time it started.")
-    finished_at: Optional[float] = Field(description="Unix time it finished.")
-    files: list[dict[str, Any]] = Field(
-        description="Per file: source, status (indexed/unchanged/replaced/failed), doc_id, pages, chunks, error...")
-    error: Optional[str] = Field(description="Why the job failed, one line per failed file.")
-    deleted: Optional[int] = Field(description="For deletes: how many documents were removed.")
-
-
-class EmbeddingsRequest(BaseModel):
-    """OpenAI-compatible embeddings request."""
-
-    input: Union[str, list[str]] = Field(..., description="A text or a list of texts (token arrays are not accepted).")
-    model: Optional[str] = Field(None, description="Must be the index's embedder (see GET /v1/models) when given.")
-    encoding_format: Literal["float", "base64"] = Field("float", description="float lists or base64 float32.")
-    dimensions: Optional[int] = Field(None, description="Must equal the embedder's dimension when given.")
-    user: Optional[str] = Field(None, description="Ignored.")
-
-
-class ErrorOut(BaseModel):
-    """Every error: ``{"error": {"message": ..., "type": ...}}``."""
-
-    error: dict[str, str] = Field(description="message (what went wrong and what to do) and type.")
 
 
 # -- the service ----------------------------------------------------------------
@@ -177,15 +74,6 @@ class _Service:
         self.readers.close()
 
 
-class ApiError(Exception):
-    """An error answered as-is: status, message, type."""
-
-    def __init__(self, status: int, message: str, kind: str = "invalid_request_error",
-                 headers: dict[str, str] | None = None) -> None:
-        super().__init__(message)
-        self.status, self.message, self.kind, self.headers = status, message, kind, headers
-
-
 def _svc(request: Request) -> _Service:
     return request.app.state.docrag  # type: ignore[no-any-return]
 
@@ -199,60 +87,6 @@ def _check_token(request: Request,
     if not secrets.compare_digest(given.encode(), token.encode()):
         raise ApiError(401, "missing or wrong bearer token; send 'Authorization: Bearer <token>'",
                        "authentication_error", {"WWW-Authenticate": "Bearer"})
-
-
-def _error(status: int, message: str, kind: str, headers: dict[str, str] | None = None) -> JSONResponse:
-    return JSONResponse({"error": {"message": message, "type": kind}}, status_code=status, headers=headers)
-
-
-def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def _api(_: Request, exc: ApiError) -> JSONResponse:
-        return _error(exc.status, exc.message, exc.kind, exc.headers)
-
-    @app.exception_handler(DocragError)
-    async def _docrag(_: Request, exc: DocragError) -> JSONResponse:
-        status = next((s for cls, s in _STATUS.items() if isinstance(exc, cls)), 400)
-        kind = re.sub(r"(?<!^)(?=[A-Z])", "_", type(exc).__name__).lower()
-        return _error(status, str(exc).splitlines()[0] if str(exc) else kind, kind)
-
-    @app.exception_handler(RequestValidationError)
-    async def _invalid(_: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"invalid JSON body ({e.get('msg')})" if e.get("type") == "json_invalid" else
-                 f"{'.'.join(str(x) for x in e.get('loc', ()) if x != 'body') or 'body'}: {e.get('msg')}"
-                 for e in exc.errors()]
-        return _error(422, "; ".join(parts) or "invalid request", "validation_error")
-
-    @app.exception_handler(StarletteHTTPException)
-    async def _http(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        return _error(exc.status_code, str(exc.detail), "not_found" if exc.status_code == 404 else "http_error",
-                      getattr(exc, "headers", None))
-
-
-class _CatchAll:
-    """ASGI middleware: an unexpected exception becomes a JSON 500 (logged here, never shown)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
-
-    async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        started = False
-
-        async def send_once(message: dict) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, receive, send_once)
-        except Exception:
-            log.exception("unexpected error on %s %s", scope.get("method"), scope.get("path"))
-            if not started:
-                await _error(500, "internal server error; the server log has the details",
-                             "internal_error")(scope, receive, send)
 
 
 # -- routes (registered in _router(), so that this module imports without FastAPI) ----------
@@ -478,10 +312,10 @@ def create_app(
     app = FastAPI(title="docrag", summary="Search PDFs and scans with page-and-box citations.",
                   version=_version(), lifespan=lifespan)
     app.state.docrag = svc
-    _install_error_handlers(app)
+    install_error_handlers(app)
     app.include_router(_router())
     app.add_api_route("/health", health, methods=["GET"], summary="Health", tags=["service"])
-    app.add_middleware(_CatchAll)
+    app.add_middleware(CatchAll)
     if cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 
