@@ -212,7 +212,7 @@ def subprocess_json(*args: str) -> dict:
 
 
 def acceptance(rows: list[dict], embed: dict | None) -> list[str]:
-    """Issue #8's checks on these figures."""
+    """Issue #8's checks on these figures, and issue #4's scanned-memory check."""
     lines = []
     if embed:
         best = next((r for r in embed["rows"] if r["default"]), None)
@@ -227,13 +227,15 @@ def acceptance(rows: list[dict], embed: dict | None) -> list[str]:
             ok = r["pages_per_s"] >= 10
             lines.append(f"digital {r['pages']} {r['engine']}: {r['pages_per_s']:.2f} pages/s end to end (>= 10) "
                          f"{'ok' if ok else 'FAIL'}")
+    # Issue #8: 1,000 vs 100 born-digital pages within 1.3x; issue #4: 100 vs 10 scanned pages within 1.5x.
     for engine in dict.fromkeys(r["engine"] for r in rows):
-        dig = {r["pages"]: r for r in rows if r["case"] == "digital" and r["engine"] == engine}
-        small, big = (dig.get(min(dig)), dig.get(max(dig))) if dig else (None, None)
-        if small and big and big["pages"] >= 10 * small["pages"]:
-            ratio = big["rss_mb"] / small["rss_mb"]
-            lines.append(f"peak RSS {engine}: {big['pages']} / {small['pages']} digital pages = {ratio:.2f}x (<= 1.3) "
-                         f"{'ok' if ratio <= 1.3 else 'FAIL'}")
+        for case, bound in (("digital", 1.3), ("scanned", 1.5)):
+            sizes = {r["pages"]: r for r in rows if r["case"] == case and r["engine"] == engine}
+            small, big = (sizes.get(min(sizes)), sizes.get(max(sizes))) if sizes else (None, None)
+            if small and big and big["pages"] >= 10 * small["pages"]:
+                ratio = big["rss_mb"] / small["rss_mb"]
+                lines.append(f"peak RSS {engine}: {big['pages']} / {small['pages']} {case} pages = {ratio:.2f}x "
+                             f"(<= {bound}) {'ok' if ratio <= bound else 'FAIL'}")
     return lines
 
 
@@ -298,7 +300,7 @@ def main() -> None:
             mark = "  (default)" if r["default"] else ""
             print(f"{r['engine']:<32}{r['chunks_per_s']:>9.1f}{r['speedup']:>8.2f}x{r['mean_cos']:>10.4f}"
                   f"{r['min_cos']:>9.4f}{mark}")
-    print("acceptance (issue #8):")
+    print("acceptance (issues #8 and #4):")
     for line in checks:
         print("  " + line)
     print(machine_after)
