@@ -8,6 +8,7 @@ import pymupdf
 import pytest
 
 from docrag import Index, IngestOptions
+from docrag.index import journal as journal_module
 from docrag.index.journal import PageJournal, discard_journals, pending_journals
 from docrag.io import open_document
 from docrag.pipeline import read_page
@@ -16,12 +17,18 @@ from docrag.workers import LocalPages
 OPTIONS = IngestOptions(ocr="never", embedder="fake-hash", workers=1)
 
 
+@pytest.fixture
+def journal_text_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Journal text-layer pages too, so the mechanics are tested on fast born-digital pages."""
+    monkeypatch.setattr(journal_module, "JOURNALED", ("ocr", "mixed", "text"))
+
+
 def _pages(path: Path, options: IngestOptions) -> list:
     with open_document(path) as doc:
         return [read_page(src, options) for src in doc.pages()]
 
 
-def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: Path) -> None:
+def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: Path, journal_text_pages: None) -> None:
     pages = _pages(fixtures_dir / "visual.pdf", OPTIONS)
     assert any(getattr(r, "png", None) for p in pages for r in p.regions)  # the case worth testing
     with open_document(fixtures_dir / "report_scan.pdf") as doc:  # an OCR'd page: words, confidences, skew
@@ -39,7 +46,8 @@ def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: P
         assert [getattr(r, "png", None) for r in again.regions] == [getattr(r, "png", None) for r in page.regions]
 
 
-def test_torn_lines_failed_pages_and_other_options_are_not_taken(fixtures_dir: Path, tmp_path: Path) -> None:
+def test_torn_lines_failed_pages_and_other_options_are_not_taken(fixtures_dir: Path, tmp_path: Path,
+                                                                 journal_text_pages: None) -> None:
     one, two, three = _pages(fixtures_dir / "report.pdf", OPTIONS)
     two.method, two.error = "failed", "report.pdf (page 2): boom"
     journal = PageJournal(tmp_path, "doc", "key")
@@ -75,7 +83,7 @@ def _snapshot(index: Index) -> tuple:
     return rows, pages
 
 
-def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path, tmp_path: Path,
+def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path, tmp_path: Path, journal_text_pages: None,
                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     def stop_at_page_5(source: str, number: int, total: int) -> None:
         if number == 5:
@@ -110,7 +118,7 @@ def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path,
         assert _snapshot(clean) == resumed  # same pages, chunks and boxes as an uninterrupted ingest
 
 
-def test_changed_reading_options_read_everything_again(long_pdf: Path, tmp_path: Path) -> None:
+def test_changed_reading_options_read_everything_again(long_pdf: Path, tmp_path: Path, journal_text_pages: None) -> None:
     def stop_at_page_3(source: str, number: int, total: int) -> None:
         if number == 3:
             raise KeyboardInterrupt
@@ -121,3 +129,26 @@ def test_changed_reading_options_read_everything_again(long_pdf: Path, tmp_path:
         report = index.ingest([long_pdf])
     assert report.files[0].resumed == 0 and report.files[0].status == "indexed"
     assert pending_journals(tmp_path / "ix") == []  # the stale journal went with the commit
+
+
+def test_only_ocr_pages_are_journaled_by_default(fixtures_dir: Path, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """mixed.pdf: pages 1 and 3 have a text layer, page 2 is a scan: only page 2 is worth keeping."""
+    def stop_at_page_3(source: str, number: int, total: int) -> None:
+        if number == 3:
+            raise KeyboardInterrupt
+
+    options = IngestOptions(embedder="fake-hash", workers=1)
+    with Index(tmp_path / "ix", options) as index, pytest.raises(KeyboardInterrupt):
+        index.ingest([fixtures_dir / "mixed.pdf"], progress=stop_at_page_3)
+    (kept,) = [PageJournal(tmp_path / "ix", j["doc_id"], options.reading_key()).load()
+               for j in pending_journals(tmp_path / "ix")]
+    assert sorted(kept) == [2] and kept[2].method in ("ocr", "mixed")
+
+    asked: list = []
+    real = LocalPages.read
+    monkeypatch.setattr(LocalPages, "read", lambda self, doc, password=None, pages=None:
+                        asked.append(list(pages)) or real(self, doc, password, pages))
+    with Index(tmp_path / "ix", options) as index:
+        report = index.ingest([fixtures_dir / "mixed.pdf"])
+    assert report.files[0].resumed == 1 and asked == [[1, 3]]

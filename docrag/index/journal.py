@@ -2,9 +2,10 @@
 
 A document goes into the index in one transaction, after all its pages are read:
 the index never holds half a document. Reading is the slow part (a 500-page scan
-is minutes of OCR), so each page is also appended to a journal as it is read,
+is minutes of OCR), so each OCR'd page is also appended to a journal as it is read,
 ``<index>/journal/<doc_id>.<key>.jsonl``, one JSON line a page (regions and their
-crop images included). An ingest of the same bytes with the same reading options
+crop images included). Pages read from a text layer are not journaled: they are read
+again faster (~30 ms) than a journal line is written and parsed (~4 ms + load). An ingest of the same bytes with the same reading options
 (``key``) takes the pages found there and reads only the others; the journal is
 removed once the document is committed. A line cut short by a crash is ignored,
 and failed pages are not journaled, so they are read again.
@@ -13,7 +14,8 @@ and failed pages are not journaled, so they are read again.
 >>> from docrag.types import Page
 >>> root = tempfile.mkdtemp()
 >>> j = PageJournal(root, "ab12", "k1")
->>> j.append(Page(number=2, width=612, height=792))
+>>> j.append(Page(number=2, width=612, height=792, method="ocr"))
+>>> j.append(Page(number=3, width=612, height=792, method="text"))  # cheap to read again: not kept
 >>> sorted(PageJournal(root, "ab12", "k1").load())
 [2]
 >>> PageJournal(root, "ab12", "other-options").load()
@@ -36,6 +38,8 @@ from docrag.types import Page
 __all__ = ["PageJournal", "discard_journals", "pending_journals", "JOURNAL_DIR"]
 
 JOURNAL_DIR = "journal"
+JOURNALED = ("ocr", "mixed")
+"""Page methods worth journaling: those that ran OCR."""
 log = logging.getLogger(__name__)
 
 
@@ -60,8 +64,9 @@ class PageJournal:
         return pages
 
     def append(self, page: Page) -> None:
-        """Add ``page`` (not a failed one); a journal that cannot be written is given up, not fatal."""
-        if self._broken or page.method == "failed" or page.error:
+        """Add ``page`` if it was OCR'd (see :data:`JOURNALED`); a journal that cannot be written is
+        given up, not fatal."""
+        if self._broken or page.method not in JOURNALED or page.error:
             return
         line = _encode(page)
         try:
