@@ -38,8 +38,8 @@ except ImportError as _exc:  # pragma: no cover - depends on the environment
 from docrag.config import IngestOptions, options_from_env
 from docrag.errors import ConfigError
 from docrag.index import parse_tags
-from docrag.integrations.jobs import (Job, ReaderPool, SharedEmbedder, UploadError, Writer, ServiceIndex,
-                                      receive_uploads)
+from docrag.integrations.jobs import Job, ReaderPool, ServiceIndex, SharedEmbedder, Writer
+from docrag.integrations.uploads import UploadError, receive_uploads
 from docrag.integrations.http_errors import ApiError, CatchAll, install_error_handlers
 from docrag.integrations.http_models import DocumentOut, EmbeddingsRequest, ErrorOut, HitOut, JobOut, SearchRequest
 from docrag.types import Hit
