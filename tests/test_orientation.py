@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 
 from docrag.recognize.orientation import compose_affine, estimate_orientation, estimate_skew, map_points, rotate, upright
+from docrag.types import iou
 
 pymupdf = pytest.importorskip("pymupdf")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -72,14 +73,6 @@ def render(pg, angle: float, dpi: int = DPI) -> tuple[np.ndarray, np.ndarray]:
     # pixel v -> device point v + irect origin -> page point
     shift = lin @ [irect.x0, irect.y0] + [inv.e, inv.f]
     return img, np.hstack([lin, shift[:, None]])
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 # ---------------------------------------------------------------- geometry (no models)

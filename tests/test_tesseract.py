@@ -16,6 +16,7 @@ import pytest
 from docrag.errors import ModelError
 from docrag.recognize import RECOGNIZERS, PageReader, Recognizer
 from docrag.recognize.tesseract import INSTALL_HINT, TesseractRecognizer, parse_tsv
+from docrag.types import iou
 
 pymupdf = pytest.importorskip("pymupdf")
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -58,14 +59,6 @@ def engine():
     if shutil.which("tesseract") is None:
         pytest.skip("tesseract is not installed: apt-get install tesseract-ocr")
     return RECOGNIZERS.create("tesseract", lang="eng")
-
-
-def iou(a, b) -> float:
-    ix = max(0.0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0.0, min(a[3], b[3]) - max(a[1], b[1]))
-    inter = ix * iy
-    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
-    return inter / union if union > 0 else 0.0
 
 
 def test_parse_tsv_keeps_words_with_their_lines():
