@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import shutil
 import subprocess
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -160,10 +161,17 @@ def test_text_layer_pages_are_not_doubled(mixed_pages, tmp_path) -> None:
 def test_pdftotext_reads_lines(report_pages, report_out) -> None:
     if shutil.which("pdftotext") is None:
         pytest.skip("pdftotext (poppler-utils) is not installed")
-    text = subprocess.run(["pdftotext", str(report_out), "-"], capture_output=True, text=True, check=True).stdout
     want = _gt_text("report_scan")
     ocr_text = "\n".join(line.text for page in report_pages for line in page.lines)
-    assert cer(text, want) <= cer(ocr_text, want) + 0.02
+    # -raw keeps the content stream's order, which is ours: lines whole, words spaced, in reading order.
+    raw = subprocess.run(["pdftotext", "-raw", str(report_out), "-"], capture_output=True, text=True, check=True).stdout
+    assert cer(raw, want) <= cer(ocr_text, want) + 0.005
+    # The default mode orders blocks by its own layout analysis (a two-column paragraph
+    # may move), so there it is the words that must all be found, each whole.
+    text = subprocess.run(["pdftotext", str(report_out), "-"], capture_output=True, text=True, check=True).stdout
+    got, truth = Counter(normalize(text).split()), Counter(normalize(want).split())
+    ocr_words = Counter(normalize(ocr_text).split())
+    assert sum((got & truth).values()) >= sum((ocr_words & truth).values()) - 2
     first = report_pages[0].lines[0].text
     assert normalize(first) in [normalize(t) for t in text.splitlines()]
 

@@ -8,10 +8,14 @@ is printed.
 
 How a word is placed: the font has one empty glyph, 1000 units tall (ascent
 800, descent -200) and 500 units wide for every character, so a font size
-equal to the box height makes the extracted box exactly as tall as the OCR
-box, and a horizontal scaling (``Tz``) of ``100 * width / (chars * size / 2)``
-makes it exactly as wide. Between two words of a line a space is drawn that
-fills the gap, so extractors read each line as one line of words. Boxes are
+equal to the box height makes the extracted box as tall as the OCR box, and a
+horizontal scaling (``Tz``) of ``100 * width / (chars * size / 2)`` makes it
+exactly as wide. A line's words share one baseline (fitted through their
+centres, so a tilted scan's line is drawn tilted, not as a staircase) and one
+size (capped so that padded OCR boxes of neighbouring lines do not overlap);
+words that touch are pulled apart to a gap of 0.2 em, and a space glyph fills
+each gap, so that extractors (PyMuPDF, ``pdftotext -raw``) read each line whole,
+word by word, in our reading order. Boxes are
 in unrotated page space, which is PDF user space flipped at the top-left of
 the visible box, so ``/Rotate`` needs no special handling; the CropBox
 offset is read from the page tree.
@@ -46,6 +50,7 @@ __all__ = ["write_searchable_pdf"]
 FONT_NAME = "DocragGlyphLess"
 ASCENT, DESCENT, ADVANCE = 800, -200, 500  # font units per 1000
 _MIN_SPACE = 0.01  # points: a space is always drawn, however narrow the gap
+GAP_EM = 0.2  # least gap between two words of a line, in font sizes (poppler writes a space above 0.15)
 
 
 def write_searchable_pdf(source: str | Path, pages: Iterable[Page], out: str | Path) -> Path:
@@ -144,7 +149,7 @@ def _text_layer(pdf_page: Any, page: Page) -> bytes:
         return b""
     existing = np.array([w[:4] for w in pdf_page.get_text("words") if w[4].strip()], dtype=np.float64).reshape(-1, 4)
     origin = _visible_origin(pdf_page)
-    ops: list[str] = []
+    todo: list[list[Word]] = []
     for line in page.lines:
         if line.source != "ocr":
             continue
@@ -154,7 +159,9 @@ def _text_layer(pdf_page: Any, page: Page) -> bytes:
             continue  # the line is already in the text layer
         words = [w for w, c in zip(words, covered) if not c]
         if words:
-            ops.append(_line_ops(words, origin))
+            todo.append(words)
+    caps = _pitch_caps([_union_box(words) for words in todo])
+    ops = [_line_ops(words, origin, cap) for words, cap in zip(todo, caps)]
     if not ops:
         return b""
     return ("BT\n3 Tr\n" + "\n".join(ops) + "\nET\n").encode("ascii")
@@ -190,23 +197,115 @@ def _covered(box: BBox, existing: np.ndarray) -> bool:
     return bool((ix * iy / area).max() >= 1 / 3)
 
 
-def _line_ops(words: list[Word], origin: tuple[float, float]) -> str:
-    """Operators for one line: each word sized to its box, stretched spaces between."""
+def _union_box(words: list[Word]) -> BBox:
+    return (min(w.bbox[0] for w in words), min(w.bbox[1] for w in words),
+            max(w.bbox[2] for w in words), max(w.bbox[3] for w in words))
+
+
+def _pitch_caps(boxes: list[BBox]) -> list[float]:
+    """The largest font size each line can take without its em box reaching into the next line.
+
+    OCR line boxes are padded (DBNet grows each text kernel), so on a tight page
+    neighbouring boxes overlap and extractors would mix their words: a line's size
+    is capped at 0.9 of the distance to the nearest line above or below it that
+    shares some of its width.
+
+    >>> _pitch_caps([(0, 0, 100, 16), (0, 12, 100, 28), (200, 0, 300, 16)])
+    [10.8, 10.8, inf]
+    """
+    caps = []
+    for i, (x0, y0, x1, y1) in enumerate(boxes):
+        mid, h = (y0 + y1) / 2, y1 - y0
+        pitch = min((abs((b[1] + b[3]) / 2 - mid) for j, b in enumerate(boxes)
+                     if j != i and min(x1, b[2]) - max(x0, b[0]) > 0 and abs((b[1] + b[3]) / 2 - mid) > 0.3 * h),
+                    default=float("inf"))
+        caps.append(round(0.9 * pitch, 3))
+    return caps
+
+
+def _line_ops(words: list[Word], origin: tuple[float, float], max_size: float = float("inf")) -> str:
+    """Operators for one line: its words on one baseline, each as wide as its box, spaces between.
+
+    Extractors such as pdftotext rebuild lines from baselines and words from gaps,
+    so a line is drawn on one straight baseline (fitted through its words' centres:
+    a tilted scan's lines stay whole), in one font size (the median word height),
+    and neighbouring words keep a gap of at least :data:`GAP_CHARS` characters (OCR
+    word boxes are padded and may touch; extractors put a space only where they see a gap).
+    """
+    angle, (cx, cy) = _baseline(words)
+    if angle is None:  # a steep or vertical line (a sideways page): each word on its own
+        return "\n".join(_word_op(w.text, w.bbox[0], w.bbox[2], w.bbox[1], w.bbox[3], 0.0, origin) for w in words)
+    cos, sin = float(np.cos(angle)), float(np.sin(angle))
+    heights = [w.bbox[3] - w.bbox[1] - (w.bbox[2] - w.bbox[0]) * abs(sin) for w in words]
+    size = max(float(np.median(heights)), 0.5 * float(np.median([w.bbox[3] - w.bbox[1] for w in words])), 0.1)
+    size = max(min(size, max_size), 0.1)
+    # A space is about half a character wide: at least that much is left between words.
+    spans = _spaced([(w.bbox[0], w.bbox[2]) for w in words], GAP_EM * size)
     ops = []
-    for i, word in enumerate(words):
-        x0, y0, x1, y1 = word.bbox
-        size = max(y1 - y0, 0.1)
-        # With ascent 0.8 and descent -0.2 em, the baseline sits 1/5 above the bottom.
-        # Page space is PDF user space flipped at the visible box's top-left;
-        # with ascent 0.8 and descent -0.2 em the baseline sits 1/5 above the bottom.
-        x, y = origin[0] + x0, origin[1] - (y1 + DESCENT / 1000 * size)
-        text = _encode(word.text.strip())
-        ops.append(f"/{FONT_NAME} {size:.3f} Tf {_scale(x1 - x0, len(text) // 4, size):.3f} Tz "
-                   f"1 0 0 1 {x:.3f} {y:.3f} Tm <{text}> Tj")
+    for i, (word, (a, b)) in enumerate(zip(words, spans)):
+        # The baseline runs through the centres' line, 0.3 em below it (the em box is
+        # 0.8 above and 0.2 below the baseline), measured square to the line.
+        y_mid = cy + (a - cx) * sin / cos
+        bx, by = a - 0.3 * size * sin, y_mid + 0.3 * size * cos
+        ops.append(_word_op(word.text, a, b, by - 0.8 * size, by + 0.2 * size, angle, origin, (bx, by), size))
         if i + 1 < len(words):
-            gap = max(words[i + 1].bbox[0] - x1, _MIN_SPACE)
+            gap = max(spans[i + 1][0] - b, _MIN_SPACE) / cos
             ops.append(f"{_scale(gap, 1, size):.3f} Tz <0020> Tj")
     return "\n".join(ops)
+
+
+def _word_op(text: str, x0: float, x1: float, y0: float, y1: float, angle: float, origin: tuple[float, float],
+             baseline: tuple[float, float] | None = None, size: float | None = None) -> str:
+    """One word drawn from ``x0`` to ``x1``: em box ``y0``-``y1`` (page space), tilted by ``angle``."""
+    size = size or max(y1 - y0, 0.1)
+    # Page space is PDF user space flipped at the visible box's top-left; with
+    # ascent 0.8 and descent -0.2 em the baseline sits 1/5 above the bottom.
+    bx, by = baseline or (x0, y1 + DESCENT / 1000 * size)
+    x, y = origin[0] + bx, origin[1] - by
+    cos, sin = float(np.cos(angle)), float(np.sin(angle))
+    hexed = _encode(text.strip())
+    # Page space has y down, PDF y up: a line sloping down to the right turns clockwise.
+    return (f"/{FONT_NAME} {size:.3f} Tf {_scale((x1 - x0) / cos, len(hexed) // 4, size):.3f} Tz "
+            f"{cos:.5f} {-sin:.5f} {sin:.5f} {cos:.5f} {x:.3f} {y:.3f} Tm <{hexed}> Tj")
+
+
+_MAX_SLANT = np.radians(15.0)  # deskew handles +-10 degrees; steeper lines are not straight text
+
+
+def _baseline(words: list[Word]) -> tuple[float | None, tuple[float, float]]:
+    """The line's slope angle (radians, page space: positive runs down to the right) and a point on it.
+
+    Fitted through the word centres; one word, or words stacked vertically, give 0.
+    None when the line is steeper than :data:`_MAX_SLANT`.
+    """
+    xs = np.array([(w.bbox[0] + w.bbox[2]) / 2 for w in words])
+    ys = np.array([(w.bbox[1] + w.bbox[3]) / 2 for w in words])
+    centre = (float(xs.mean()), float(ys.mean()))
+    spread = float(((xs - xs.mean()) ** 2).sum())
+    if len(words) < 2 or spread < 1e-6:
+        tall = all(w.bbox[3] - w.bbox[1] > 2 * (w.bbox[2] - w.bbox[0]) for w in words) and len(words[0].text) > 2
+        return (None if tall else 0.0), centre
+    angle = float(np.arctan(((xs - xs.mean()) * (ys - ys.mean())).sum() / spread))
+    return (angle if abs(angle) <= _MAX_SLANT else None), centre
+
+
+def _spaced(spans: list[tuple[float, float]], gap: float) -> list[tuple[float, float]]:
+    """``(x0, x1)`` spans, left to right, pulled apart where they overlap or nearly touch.
+
+    Two neighbours closer than ``gap`` are cut at the middle of their overlap (or gap)
+    and ``gap`` is left between them; no span shrinks below a third of its width.
+
+    >>> _spaced([(0.0, 10.0), (9.0, 20.0)], 2.0)
+    [(0.0, 8.5), (10.5, 20.0)]
+    """
+    out = [list(s) for s in spans]
+    for left, right in zip(out, out[1:]):
+        if right[0] - left[1] >= gap:
+            continue
+        mid = (left[1] + right[0]) / 2
+        left[1] = max(mid - gap / 2, left[0] + (spans[out.index(left)][1] - left[0]) / 3)
+        right[0] = min(mid + gap / 2, right[1] - (right[1] - right[0]) * 2 / 3)
+    return [(a, b) for a, b in out]
 
 
 def _scale(width: float, chars: int, size: float) -> float:
