@@ -292,3 +292,22 @@ def test_write_is_atomic(tmp_path) -> None:
     with pymupdf.open(out) as doc, pymupdf.open(scan_pdf) as src:
         assert doc.page_count == 1 and not doc[0].get_text("words")
         assert np.array_equal(_render(src[0]), _render(doc[0]))
+
+
+def test_words_of_an_upside_down_line_keep_their_boxes(tmp_path) -> None:
+    """A page read upside down lists each line's words right to left: they are spaced in x order."""
+    doc = pymupdf.open()
+    pdf_page = doc.new_page(width=300, height=200)
+    pdf_page.insert_text((40, 100), "alpha beta gamma 42", fontsize=14)
+    truth = pdf_page.get_text("words")
+    doc.save(tmp_path / "text.pdf")
+    scan = pymupdf.open()
+    scan.new_page(width=300, height=200).insert_image(pymupdf.Rect(0, 0, 300, 200), pixmap=pdf_page.get_pixmap(dpi=100))
+    scan.save(tmp_path / "scan.pdf")
+    (line,) = _lines_from_words(truth)
+    line.words = line.words[::-1]  # reading order of the turned page
+    out = write_searchable_pdf(tmp_path / "scan.pdf", [_page(1, pdf_page, [line])], tmp_path / "out.pdf")
+    with pymupdf.open(out) as got:
+        boxes = [tuple(w[:4]) for w in got[0].get_text("words")]
+    assert len(boxes) == 4
+    assert _hit_rate([tuple(w[:4]) for w in truth], boxes, threshold=0.9) == 1.0

@@ -240,7 +240,10 @@ def _line_ops(words: list[Word], origin: tuple[float, float], max_size: float = 
     size = max(float(np.median(heights)), 0.5 * float(np.median([w.bbox[3] - w.bbox[1] for w in words])), 0.1)
     size = max(min(size, max_size), 0.1)
     # A space is about half a character wide: at least that much is left between words.
-    spans = _spaced([(w.bbox[0], w.bbox[2]) for w in words], GAP_EM * size)
+    # Spaced left to right (an upside-down page's words come right to left), drawn in reading order.
+    order = sorted(range(len(words)), key=lambda i: words[i].bbox[0])
+    spaced = _spaced([(words[i].bbox[0], words[i].bbox[2]) for i in order], GAP_EM * size)
+    spans = [spaced[order.index(i)] for i in range(len(words))]
     ops = []
     for i, (word, (a, b)) in enumerate(zip(words, spans)):
         # The baseline runs through the centres' line, 0.3 em below it (the em box is
