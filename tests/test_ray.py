@@ -89,6 +89,10 @@ def test_ray_reads_the_same_pages_in_order(local_ray, fixtures_dir: Path) -> Non
         here = list(get_page_engine(opts.model_copy(update={"engine": "local", "workers": 1})).read(doc))
     assert [p.number for p in remote] == [1, 2, 3]
     assert [p.to_dict() for p in remote] == [p.to_dict() for p in here]
+    with open_document(fixtures_dir / "report.pdf") as doc:  # the rest of an interrupted document
+        rest = list(RayPages(opts).read(doc, pages=[2, 3]))
+        assert list(RayPages(opts).read(doc, pages=[])) == []
+    assert [p.to_dict() for p in rest] == [p.to_dict() for p in here[1:]]
 
 
 def test_search_results_equal_the_local_engine(indexes) -> None:
