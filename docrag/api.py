@@ -28,7 +28,7 @@ from docrag.embed import TextEmbedder, get_embedder
 from docrag.embed.image import ImageEmbedder, get_image_embedder
 from docrag.errors import LoadError, StoreError
 from docrag.index import DB_NAME, LocalStore
-from docrag.index.journal import PageJournal, discard_journals, pending_journals
+from docrag.index.journal import PageJournal, discard_journals, pending_journals, prune_journals
 from docrag.io import open_document
 from docrag.layout.furniture import mark_furniture
 from docrag.pipeline import read_page
@@ -167,6 +167,7 @@ class Index:
         """
         start = time.perf_counter()
         report = IngestReport()
+        prune_journals(self.path)
         try:
             for source in expand_paths(paths):
                 report.files.append(self._ingest_file(source, progress, dict(tags or {}),

@@ -9,7 +9,7 @@ import pytest
 
 from docrag import Index, IngestOptions
 from docrag.index import journal as journal_module
-from docrag.index.journal import PageJournal, discard_journals, pending_journals
+from docrag.index.journal import PageJournal, discard_journals, pending_journals, prune_journals
 from docrag.io import open_document
 from docrag.pipeline import read_page
 from docrag.workers import LocalPages
@@ -152,3 +152,18 @@ def test_only_ocr_pages_are_journaled_by_default(fixtures_dir: Path, tmp_path: P
     with Index(tmp_path / "ix", options) as index:
         report = index.ingest([fixtures_dir / "mixed.pdf"])
     assert report.files[0].resumed == 1 and asked == [[1, 3]]
+
+
+def test_stale_journals_are_pruned(tmp_path: Path, journal_text_pages: None) -> None:
+    import os
+    import time
+
+    from docrag.types import Page
+
+    old, new = PageJournal(tmp_path, "old", "k"), PageJournal(tmp_path, "new", "k")
+    for journal in (old, new):
+        journal.append(Page(number=1, width=612, height=792, method="ocr"))
+    month_ago = time.time() - 30 * 86400
+    os.utime(old.path, (month_ago, month_ago))
+    assert prune_journals(tmp_path) == 1
+    assert [j["doc_id"] for j in pending_journals(tmp_path)] == ["new"]

@@ -35,11 +35,13 @@ from typing import Any
 
 from docrag.types import Page
 
-__all__ = ["PageJournal", "discard_journals", "pending_journals", "JOURNAL_DIR"]
+__all__ = ["PageJournal", "discard_journals", "pending_journals", "prune_journals", "JOURNAL_DIR"]
 
 JOURNAL_DIR = "journal"
 JOURNALED = ("ocr", "mixed")
 """Page methods worth journaling: those that ran OCR."""
+MAX_AGE_DAYS = 14
+"""A journal untouched this long is dropped at the next ingest (its file was probably changed or removed)."""
 log = logging.getLogger(__name__)
 
 
@@ -91,6 +93,27 @@ def discard_journals(index_dir: str | Path, doc_id: str) -> int:
             removed += 1
         except FileNotFoundError:  # another process committed the same document
             pass
+    return removed
+
+
+def prune_journals(index_dir: str | Path, max_age_days: float = MAX_AGE_DAYS) -> int:
+    """Remove journals not written to for ``max_age_days``; returns how many.
+
+    A journal is keyed by the bytes of its file: once the file is changed or
+    deleted, no ingest will resume it, and it would be listed by ``docrag info``
+    for ever.
+    """
+    import time
+
+    cutoff = time.time() - max_age_days * 86400
+    removed = 0
+    for path in (Path(index_dir) / JOURNAL_DIR).glob("*.jsonl"):
+        try:
+            if path.stat().st_mtime < cutoff:
+                path.unlink()
+                removed += 1
+        except OSError:
+            continue
     return removed
 
 
