@@ -243,7 +243,9 @@ def _line_ops(words: list[Word], origin: tuple[float, float], max_size: float = 
     # Spaced left to right (an upside-down page's words come right to left), drawn in reading order.
     order = sorted(range(len(words)), key=lambda i: words[i].bbox[0])
     spaced = _spaced([(words[i].bbox[0], words[i].bbox[2]) for i in order], GAP_EM * size)
-    spans = [spaced[order.index(i)] for i in range(len(words))]
+    spans: list[tuple[float, float]] = [(0.0, 0.0)] * len(words)
+    for rank, i in enumerate(order):
+        spans[i] = spaced[rank]
     ops = []
     for i, (word, (a, b)) in enumerate(zip(words, spans)):
         # The baseline runs through the centres' line, 0.3 em below it (the em box is
@@ -302,12 +304,13 @@ def _spaced(spans: list[tuple[float, float]], gap: float) -> list[tuple[float, f
     [(0.0, 8.5), (10.5, 20.0)]
     """
     out = [list(s) for s in spans]
-    for left, right in zip(out, out[1:]):
+    for i in range(len(out) - 1):
+        left, right = out[i], out[i + 1]
         if right[0] - left[1] >= gap:
             continue
         mid = (left[1] + right[0]) / 2
-        left[1] = max(mid - gap / 2, left[0] + (spans[out.index(left)][1] - left[0]) / 3)
-        right[0] = min(mid + gap / 2, right[1] - (right[1] - right[0]) * 2 / 3)
+        left[1] = max(mid - gap / 2, left[0] + (spans[i][1] - spans[i][0]) / 3)
+        right[0] = min(mid + gap / 2, right[1] - (spans[i + 1][1] - spans[i + 1][0]) * 2 / 3)
     return [(a, b) for a, b in out]
 
 
