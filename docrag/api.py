@@ -371,8 +371,7 @@ class Index:
         """Counts, embedder and FAISS state of the index, and documents an interrupted ingest left half-read."""
         stats = self.store().stats()
         pending = pending_journals(self.path)
-        stats["interrupted"] = (f"{len(pending)} document(s), {sum(p['pages'] for p in pending)} page(s) read "
-                                "and kept; ingest them again to go on") if pending else "none"
+        stats["interrupted"] = {"documents": len(pending), "pages": sum(p["pages"] for p in pending)}
         return stats
 
     def documents(self) -> list[dict[str, Any]]:

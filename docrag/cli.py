@@ -243,6 +243,9 @@ def info(index_dir: str, docs: bool, as_json: bool) -> None:
         click.echo(json.dumps({**stats, "documents_list": documents}, indent=2))
     else:
         for key, value in stats.items():
+            if key == "interrupted":
+                value = (f"{value['documents']} document(s), {value['pages']} OCR'd page(s) kept; ingest them "
+                         "again to go on") if value["documents"] else "none"
             click.echo(f"{key:>12}: {value}")
         for d in documents:
             click.echo(f"  {d['doc_id'][:12]}  {d['pages']:>4} p  {d['chunks']:>5} chunks  {d['source']}")

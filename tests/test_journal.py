@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 
 import pymupdf
@@ -94,7 +96,9 @@ def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path,
         index.ingest([long_pdf], progress=stop_at_page_5)
     index.close()
     assert [j["pages"] for j in pending_journals(tmp_path / "ix")] == [5]
-    assert "1 document(s), 5 page(s)" in Index(tmp_path / "ix").info()["interrupted"]
+    assert Index(tmp_path / "ix").info()["interrupted"] == {"documents": 1, "pages": 5}
+    info = subprocess.run([sys.executable, "-m", "docrag", "info", str(tmp_path / "ix")], capture_output=True, text=True)
+    assert info.returncode == 0 and "interrupted: 1 document(s), 5 OCR'd page(s) kept" in info.stdout, info.stdout
 
     asked: list = []
     real = LocalPages.read
@@ -109,7 +113,7 @@ def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path,
         assert report.files[0].status == "indexed" and report.files[0].resumed == 5
         assert report.files[0].pages == 9
         resumed = _snapshot(index)
-        assert index.info()["interrupted"] == "none"
+        assert index.info()["interrupted"] == {"documents": 0, "pages": 0}
     assert asked == [[6, 7, 8, 9]]
     assert pending_journals(tmp_path / "ix") == []
 
