@@ -281,7 +281,7 @@ class Index:
         done = {n: p for n, p in done.items() if 1 <= n <= doc.page_count}
         result.resumed = len(done)
         todo = [n for n in range(1, doc.page_count + 1) if n not in done]
-        read = self.page_engine().read(doc, password, pages=todo) if todo else iter(())
+        read = self.page_engine().read(doc, password, pages=todo)
         for number in range(1, doc.page_count + 1):
             if number in done:
                 yield done[number]

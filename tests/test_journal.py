@@ -9,6 +9,7 @@ from pathlib import Path
 import pymupdf
 import pytest
 
+import docrag
 from docrag import Index, IngestOptions
 from docrag.index import journal as journal_module
 from docrag.index.journal import PageJournal, discard_journals, pending_journals, prune_journals
@@ -25,13 +26,8 @@ def journal_text_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(journal_module, "JOURNALED", ("ocr", "mixed", "text"))
 
 
-def _pages(path: Path, options: IngestOptions) -> list:
-    with open_document(path) as doc:
-        return [read_page(src, options) for src in doc.pages()]
-
-
 def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: Path, journal_text_pages: None) -> None:
-    pages = _pages(fixtures_dir / "visual.pdf", OPTIONS)
+    pages = list(docrag.ocr(fixtures_dir / "visual.pdf", OPTIONS))
     assert any(getattr(r, "png", None) for p in pages for r in p.regions)  # the case worth testing
     with open_document(fixtures_dir / "report_scan.pdf") as doc:  # an OCR'd page: words, confidences, skew
         pages.append(read_page(doc.page(2), IngestOptions()))
@@ -50,7 +46,7 @@ def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: P
 
 def test_torn_lines_failed_pages_and_other_options_are_not_taken(fixtures_dir: Path, tmp_path: Path,
                                                                  journal_text_pages: None) -> None:
-    one, two, three = _pages(fixtures_dir / "report.pdf", OPTIONS)
+    one, two, three = list(docrag.ocr(fixtures_dir / "report.pdf", OPTIONS))
     two.method, two.error = "failed", "report.pdf (page 2): boom"
     journal = PageJournal(tmp_path, "doc", "key")
     for page in (one, two, three):

@@ -5,9 +5,10 @@ the index never holds half a document. Reading is the slow part (a 500-page scan
 is minutes of OCR), so each OCR'd page is also appended to a journal as it is read,
 ``<index>/journal/<doc_id>.<key>.jsonl``, one JSON line a page (regions and their
 crop images included). Pages read from a text layer are not journaled: they are read
-again faster (~30 ms) than a journal line is written and parsed (~4 ms + load). An ingest of the same bytes with the same reading options
-(``key``) takes the pages found there and reads only the others; the journal is
-removed once the document is committed. A line cut short by a crash is ignored,
+again faster (~30 ms) than a journal line is written and parsed (~4 ms + load). An
+ingest of the same bytes with the same reading options (``key``) takes the pages
+found there and reads only the others; the journal is removed once the document is
+committed. A line cut short by a crash is ignored,
 and failed pages are not journaled, so they are read again.
 
 >>> import tempfile
@@ -30,6 +31,7 @@ import base64
 import json
 import logging
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,8 +105,6 @@ def prune_journals(index_dir: str | Path, max_age_days: float = MAX_AGE_DAYS) ->
     deleted, no ingest will resume it, and it would be listed by ``docrag info``
     for ever.
     """
-    import time
-
     cutoff = time.time() - max_age_days * 86400
     removed = 0
     for path in (Path(index_dir) / JOURNAL_DIR).glob("*.jsonl"):

@@ -15,10 +15,9 @@ centres, so a tilted scan's line is drawn tilted, not as a staircase) and one
 size (capped so that padded OCR boxes of neighbouring lines do not overlap);
 words that touch are pulled apart to a gap of 0.2 em, and a space glyph fills
 each gap, so that extractors (PyMuPDF, ``pdftotext -raw``) read each line whole,
-word by word, in our reading order. Boxes are
-in unrotated page space, which is PDF user space flipped at the top-left of
-the visible box, so ``/Rotate`` needs no special handling; the CropBox
-offset is read from the page tree.
+word by word, in our reading order. Boxes are in unrotated page space, which
+is PDF user space flipped at the top-left of the visible box, so ``/Rotate``
+needs no special handling; the CropBox offset is read from the page tree.
 
 >>> import docrag  # doctest: +SKIP
 >>> from docrag.integrations.searchable_pdf import write_searchable_pdf  # doctest: +SKIP
@@ -43,7 +42,7 @@ import numpy as np
 from docrag.errors import LoadError
 from docrag.io import open_document
 from docrag.io.sniff import sniff
-from docrag.types import BBox, Line, Page, Word
+from docrag.types import BBox, Line, Page, Word, union
 
 __all__ = ["write_searchable_pdf"]
 
@@ -160,7 +159,7 @@ def _text_layer(pdf_page: Any, page: Page) -> bytes:
         words = [w for w, c in zip(words, covered) if not c]
         if words:
             todo.append(words)
-    caps = _pitch_caps([_union_box(words) for words in todo])
+    caps = _pitch_caps([union([w.bbox for w in words]) for words in todo])
     ops = [_line_ops(words, origin, cap) for words, cap in zip(todo, caps)]
     if not ops:
         return b""
@@ -197,11 +196,6 @@ def _covered(box: BBox, existing: np.ndarray) -> bool:
     return bool((ix * iy / area).max() >= 1 / 3)
 
 
-def _union_box(words: list[Word]) -> BBox:
-    return (min(w.bbox[0] for w in words), min(w.bbox[1] for w in words),
-            max(w.bbox[2] for w in words), max(w.bbox[3] for w in words))
-
-
 def _pitch_caps(boxes: list[BBox]) -> list[float]:
     """The largest font size each line can take without its em box reaching into the next line.
 
@@ -229,17 +223,21 @@ def _line_ops(words: list[Word], origin: tuple[float, float], max_size: float = 
     Extractors such as pdftotext rebuild lines from baselines and words from gaps,
     so a line is drawn on one straight baseline (fitted through its words' centres:
     a tilted scan's lines stay whole), in one font size (the median word height),
-    and neighbouring words keep a gap of at least :data:`GAP_CHARS` characters (OCR
-    word boxes are padded and may touch; extractors put a space only where they see a gap).
+    and neighbouring words keep a gap of at least :data:`GAP_EM` (OCR word boxes are
+    padded and may touch; extractors put a space only where they see a gap).
     """
     angle, (cx, cy) = _baseline(words)
-    if angle is None:  # a steep or vertical line (a sideways page): each word on its own
-        return "\n".join(_word_op(w.text, w.bbox[0], w.bbox[2], w.bbox[1], w.bbox[3], 0.0, origin) for w in words)
+    if angle is None:  # a steep or vertical line (a sideways page): each word on its own box
+        ops = []
+        for w in words:
+            x0, y0, x1, y1 = w.bbox
+            size = max(y1 - y0, 0.1)  # the baseline sits 1/5 of the em above the box's bottom
+            ops.append(_word_op(w.text, x0, x1, (x0, y1 + DESCENT / 1000 * size), size, 0.0, origin))
+        return "\n".join(ops)
     cos, sin = float(np.cos(angle)), float(np.sin(angle))
     heights = [w.bbox[3] - w.bbox[1] - (w.bbox[2] - w.bbox[0]) * abs(sin) for w in words]
     size = max(float(np.median(heights)), 0.5 * float(np.median([w.bbox[3] - w.bbox[1] for w in words])), 0.1)
     size = max(min(size, max_size), 0.1)
-    # A space is about half a character wide: at least that much is left between words.
     # Spaced left to right (an upside-down page's words come right to left), drawn in reading order.
     order = sorted(range(len(words)), key=lambda i: words[i].bbox[0])
     spaced = _spaced([(words[i].bbox[0], words[i].bbox[2]) for i in order], GAP_EM * size)
@@ -252,21 +250,18 @@ def _line_ops(words: list[Word], origin: tuple[float, float], max_size: float = 
         # 0.8 above and 0.2 below the baseline), measured square to the line.
         y_mid = cy + (a - cx) * sin / cos
         bx, by = a - 0.3 * size * sin, y_mid + 0.3 * size * cos
-        ops.append(_word_op(word.text, a, b, by - 0.8 * size, by + 0.2 * size, angle, origin, (bx, by), size))
+        ops.append(_word_op(word.text, a, b, (bx, by), size, angle, origin))
         if i + 1 < len(words):
             gap = max(spans[i + 1][0] - b, _MIN_SPACE) / cos
             ops.append(f"{_scale(gap, 1, size):.3f} Tz <0020> Tj")
     return "\n".join(ops)
 
 
-def _word_op(text: str, x0: float, x1: float, y0: float, y1: float, angle: float, origin: tuple[float, float],
-             baseline: tuple[float, float] | None = None, size: float | None = None) -> str:
-    """One word drawn from ``x0`` to ``x1``: em box ``y0``-``y1`` (page space), tilted by ``angle``."""
-    size = size or max(y1 - y0, 0.1)
-    # Page space is PDF user space flipped at the visible box's top-left; with
-    # ascent 0.8 and descent -0.2 em the baseline sits 1/5 above the bottom.
-    bx, by = baseline or (x0, y1 + DESCENT / 1000 * size)
-    x, y = origin[0] + bx, origin[1] - by
+def _word_op(text: str, x0: float, x1: float, baseline: tuple[float, float], size: float, angle: float,
+             origin: tuple[float, float]) -> str:
+    """One word ``x0``-``x1`` wide (page space) in ``size``, its baseline starting at ``baseline``, tilted by ``angle``."""
+    # Page space is PDF user space flipped at the visible box's top-left.
+    x, y = origin[0] + baseline[0], origin[1] - baseline[1]
     cos, sin = float(np.cos(angle)), float(np.sin(angle))
     hexed = _encode(text.strip())
     # Page space has y down, PDF y up: a line sloping down to the right turns clockwise.
