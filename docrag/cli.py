@@ -10,39 +10,70 @@ from __future__ import annotations
 import json
 import sys
 import textwrap
+import types
 import typing
 from pathlib import Path
 from typing import Any, Callable
 
 import click
+from pydantic import BaseModel
 
-from docrag.config import IngestOptions, options_from_env
-from docrag.errors import DocragError
+from docrag.config import (ENV_VARS, IngestOptions, ReadingOptions, SearchOptions, ServingOptions, environment,
+                           options_from_env)
+from docrag.errors import ConfigError, DocragError
 
 __all__ = ["main", "cli"]
 
 
-def _options_from_model(model: type) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
-    """Decorator adding one ``--flag`` per pydantic field, default ``None`` (= env, then model default)."""
+# Flags whose name is not the field's: a shorter or singular spelling, and old ones kept as aliases.
+_FLAG_NAMES = {"k": ["-k", "--k"], "tags": ["--tag"], "rerank": ["--rerank"], "cors_origin": ["--cors-origin"]}
+
+
+def _options_from_model(model: type[BaseModel], exclude: tuple[str, ...] = (),
+                        aliases: dict[str, list[str]] | None = None) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+    """Decorator adding one flag per pydantic field, default ``None`` (= environment, then the model's default).
+
+    The help of each flag is the field's description; choices come from ``Literal`` types;
+    dicts take repeatable ``KEY=VALUE``, tuples repeat the flag, a page range is ``N-M``.
+    """
 
     def deco(fn: Callable[..., Any]) -> Callable[..., Any]:
-        for name, f in reversed(list(model.model_fields.items())):  # type: ignore[attr-defined]
-            ann = f.annotation
-            kind: Any
-            flag = "--" + name.replace("_", "-")
-            if ann is bool:
-                fn = click.option(f"{flag}/--no-{name.replace('_', '-')}", name, default=None,
-                                  help=f"{f.description} [default: {f.default}]")(fn)
+        for name, f in reversed(list(model.model_fields.items())):
+            if name in exclude:
                 continue
-            if typing.get_origin(ann) is typing.Literal:
-                kind = click.Choice([str(a) for a in typing.get_args(ann)])
+            ann, default = _unoptional(f.annotation), f.get_default(call_default_factory=True)
+            shown = "none" if default in (None, (), {}) else default
+            flags = _FLAG_NAMES.get(name, ["--" + name.replace("_", "-")]) + (aliases or {}).get(name, [])
+            extra: dict[str, Any] = {"help": f"{f.description} [default: {shown}]", "default": None}
+            if ann is bool:
+                fn = click.option(f"{flags[0]}/--no-{flags[0][2:]}", name, **extra)(fn)
+                continue
+            origin = typing.get_origin(ann)
+            if origin is typing.Literal:
+                extra["type"] = click.Choice([str(a) for a in typing.get_args(ann)] + (["any"] if name == "kind" else []))
+            elif origin is dict:
+                extra.update(multiple=True, metavar="KEY=VALUE", default=())
+            elif origin is tuple and typing.get_args(ann)[-1] is Ellipsis:
+                extra.update(multiple=True, default=())
+            elif origin is tuple:
+                extra["metavar"] = "N[-M]"
             else:
-                kind = {int: int, float: float}.get(ann, str)
-            fn = click.option(flag, name, type=kind, default=None,
-                              help=f"{f.description} [default: {f.default}]")(fn)
+                extra["type"] = {int: int, float: float}.get(ann, str)
+            fn = click.option(*flags, name, **extra)(fn)
         return fn
 
     return deco
+
+
+def _unoptional(ann: Any) -> Any:
+    """``Optional[X]`` -> ``X``."""
+    args = [a for a in typing.get_args(ann) if a is not type(None)]
+    return args[0] if typing.get_origin(ann) in (typing.Union, types.UnionType) and len(args) == 1 else ann
+
+
+def _given(values: dict[str, Any]) -> dict[str, Any]:
+    """The flags the user gave (unset ones are None or empty and fall back to the environment)."""
+    return {k: v for k, v in values.items() if v not in (None, ())}
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -57,7 +88,7 @@ def cli() -> None:
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar.")
 @click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Tag the documents (repeatable); filter on it in search.")
-@click.option("--password", envvar="DOCRAG_PASSWORD", default=None, help="Password of encrypted PDFs (or DOCRAG_PASSWORD).")
+@click.option("--password", default=None, help="Password of encrypted PDFs (or DOCRAG_PASSWORD).")
 @_options_from_model(IngestOptions)
 def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, tags: tuple[str, ...],
            password: str | None, **opts: Any) -> None:
@@ -65,10 +96,10 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
     from tqdm import tqdm
 
     from docrag.api import Index, IngestReport, expand_paths
-
-    from docrag.index import parse_tags
+    from docrag.config import parse_tags
 
     options = options_from_env(IngestOptions, **opts)
+    password = password or environment().password
     tag_map = parse_tags(tags)
     index = Index(index_dir, options)
     files = expand_paths(paths)
@@ -134,53 +165,24 @@ def _page_count(path: str, password: str | None) -> int:
         return 0
 
 
-def _search_options(fn: Callable[..., Any]) -> Callable[..., Any]:
-    """Flags shared by ``search`` and ``eval``."""
-    for opt in reversed([
-        click.option("--mode", type=click.Choice(["hybrid", "dense", "bm25"]), default="hybrid", show_default=True,
-                     help="hybrid: BM25 and dense fused by reciprocal rank fusion."),
-        click.option("--kind", type=click.Choice(["any", "text", "table", "figure", "chart", "caption"]),
-                     default="any", show_default=True, help="Only hits of this kind."),
-        click.option("--source", default=None, help="Only documents whose path or file name matches this glob."),
-        click.option("--pages", default=None, metavar="N[-M]", help="Only this page range (1-based, inclusive)."),
-        click.option("--tag", "tags", multiple=True, metavar="KEY=VALUE", help="Only documents with this tag (repeatable)."),
-        click.option("--rerank", default=None, metavar="MODEL", help="Re-score the top hits with this cross-encoder (hub id or dir)."),
-        click.option("--rrf-k", type=click.IntRange(1, 10000), default=60, show_default=True, help="RRF constant."),
-        click.option("--cues/--no-cues", default=True, show_default=True,
-                     help="Boost documents whose company or fiscal year the query names."),
-    ]):
-        fn = opt(fn)
-    return fn
-
-
-def _search_kwargs(mode: str, kind: str, source: str | None, pages: str | None, tags: tuple[str, ...],
-                   rerank: str | None, rrf_k: int, cues: bool = True) -> dict[str, Any]:
-    from docrag.index import parse_pages, parse_tags
-
-    return {"mode": mode, "kind": kind, "source": source, "pages": parse_pages(pages), "tags": parse_tags(tags),
-            "rerank": rerank, "rrf_k": rrf_k, "cues": cues}
+SCORE_NOTE = {"hybrid": "reciprocal-rank fusion of BM25 and dense (about 0.01-0.05; only the order means anything)",
+              "dense": "cosine similarity of the query and chunk vectors", "bm25": "BM25 relevance (negated FTS5 rank)"}
 
 
 @cli.command()
 @click.argument("query")
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
-@click.option("-k", "k", type=click.IntRange(1, 1000), default=5, show_default=True, help="Number of hits.")
-@_search_options
-@click.option("--window", type=click.IntRange(0, 20), default=0, show_default=True,
-              help="Add N neighbouring chunks of the same page to each hit.")
-@click.option("--group", type=click.Choice(["chunk", "page"]), default="chunk", show_default=True,
-              help="page: one hit per page (its best chunk).")
+@_options_from_model(SearchOptions)
 @click.option("--highlight", "highlight_dir", type=click.Path(file_okay=False), default=None,
               help="Write each hit's page as PNG into this folder with its box drawn.")
 @click.option("--json", "as_json", is_flag=True, help="Print hits as a JSON list.")
-def search(query: str, index_dir: str, k: int, window: int, group: str, highlight_dir: str | None, as_json: bool,
-           **kw: Any) -> None:
+def search(query: str, index_dir: str, highlight_dir: str | None, as_json: bool, **kw: Any) -> None:
     """Search an index; every hit names its file, page and box (PDF points)."""
-    from pathlib import Path
-
     from docrag.api import Index
 
-    hits = Index(index_dir).search(query, k=k, window=window, group=group, **_search_kwargs(**kw))
+    options = options_from_env(SearchOptions, **_given(kw))
+    with Index(index_dir) as index:
+        hits = index.search(query, options)
     if highlight_dir:
         from docrag.integrations.highlight import render_hit
 
@@ -189,11 +191,13 @@ def search(query: str, index_dir: str, k: int, window: int, group: str, highligh
             if not as_json:
                 click.echo(f"highlight: {out}", err=True)
     if as_json:
-        keys = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
-        click.echo(json.dumps([{key: getattr(h, key) for key in keys} for h in hits], indent=2))
+        click.echo(json.dumps([h.to_json() for h in hits], indent=2))
         return
     if not hits:
         click.echo("no hits")
+        return
+    note = "the cross-encoder's relevance" if options.rerank else SCORE_NOTE[options.mode]
+    click.echo(f"score: {note}", err=True)
     for rank, h in enumerate(hits, 1):
         box = ", ".join(f"{v:.0f}" for v in h.bbox)
         click.echo(f"{rank:>2}. {h.score:.3f}  {h.source}  p.{h.page}  [{box}]  {h.kind}")
@@ -204,18 +208,25 @@ def search(query: str, index_dir: str, k: int, window: int, group: str, highligh
 @click.option("--qa", "qa_file", required=True, type=click.Path(exists=True, dir_okay=False),
               help="JSONL: one {question, source or doc, page} per line (see README).")
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
-@click.option("--modes", default="dense,bm25,hybrid", show_default=True, help="Comma-separated modes to compare.")
-@_search_options
+@click.option("--modes", "--mode", "modes", default="dense,bm25,hybrid", show_default=True,
+              help="Search modes to compare, comma-separated (--mode X: just that one).")
+@_options_from_model(SearchOptions, exclude=("k", "mode", "group", "locate", "window"))
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
 def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: Any) -> None:
     """Page-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a QA set."""
     from docrag.api import Index
+    from docrag.config import MODES
     from docrag.evaluate import evaluate, load_qa
 
-    kwargs = _search_kwargs(**kw)
-    kwargs.pop("mode")
-    results = evaluate(Index(index_dir), load_qa(qa_file), modes=[m.strip() for m in modes.split(",") if m.strip()],
-                       **kwargs)
+    wanted = [m.strip() for m in modes.split(",") if m.strip()]
+    unknown = [m for m in wanted if m not in MODES]
+    if unknown or not wanted:
+        raise click.BadParameter(f"unknown mode(s) {', '.join(unknown) or '(none)'}; known: {', '.join(MODES)}",
+                                 param_hint="--modes")
+    options = options_from_env(SearchOptions, **_given(kw))
+    kwargs = options.model_dump(exclude={"k", "mode", "group", "locate", "window"})
+    with Index(index_dir) as index:
+        results = evaluate(index, load_qa(qa_file), modes=wanted, **kwargs)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -227,18 +238,24 @@ def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: 
 
 
 @cli.command()
-@click.argument("index_dir", type=click.Path(file_okay=False))
+@click.option("--index", "index_dir", type=click.Path(file_okay=False), default=None, help="Index directory.")
+@click.argument("old_index_dir", required=False, type=click.Path(file_okay=False), metavar="")
 @click.option("--docs", is_flag=True, help="List the documents too.")
 @click.option("--json", "as_json", is_flag=True, help="Print as JSON.")
-def info(index_dir: str, docs: bool, as_json: bool) -> None:
-    """Show what an index holds."""
+def info(index_dir: str | None, old_index_dir: str | None, docs: bool, as_json: bool) -> None:
+    """Show what an index holds, and check it (exit 1 when it is damaged)."""
     from docrag.api import Index
 
-    index = Index(index_dir)
-    stats = index.info()
-    problems = index.store().check()
-    stats["integrity"] = "; ".join(problems) or "ok"
-    documents = index.documents() if docs or as_json else []
+    if old_index_dir and not index_dir:  # the spelling before 0.2: kept for one release
+        click.echo("note: `docrag info DIR` is deprecated; use `docrag info --index DIR`", err=True)
+    index_dir = index_dir or old_index_dir
+    if not index_dir:
+        raise click.UsageError("Missing option '--index'.")
+    with Index(index_dir) as index:
+        stats = index.info()
+        problems = index.store().check()
+        stats["integrity"] = "; ".join(problems) or "ok"
+        documents = index.documents() if docs or as_json else []
     if as_json:
         click.echo(json.dumps({**stats, "documents_list": documents}, indent=2))
     else:
@@ -264,14 +281,13 @@ def delete(sources: tuple[str, ...], index_dir: str) -> None:
     """Remove documents (by path as ingested, absolute path, or doc id)."""
     from docrag.api import Index
 
-    index = Index(index_dir)
     missing = []
-    for source in sources:
-        n = index.delete(source)
-        if n:
-            click.echo(f"deleted {source}")
-        else:
-            missing.append(source)
+    with Index(index_dir) as index:
+        for source in sources:
+            if index.delete(source):
+                click.echo(f"deleted {source}")
+            else:
+                missing.append(source)
     if missing:
         raise click.ClickException("not in the index: " + ", ".join(missing))
 
@@ -279,68 +295,55 @@ def delete(sources: tuple[str, ...], index_dir: str) -> None:
 @cli.command()
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False),
               help="Index directory (created by the first upload when missing).")
-@click.option("--host", default="127.0.0.1", show_default=True,
-              help="Address to listen on; any address but loopback needs --token.")
-@click.option("--port", type=click.IntRange(1, 65535), default=8080, show_default=True, help="Port to listen on.")
-@click.option("--token", envvar="DOCRAG_TOKEN", default=None,
-              help="Bearer token every request but /health must carry (or set DOCRAG_TOKEN).")
-@click.option("--max-upload-mb", type=click.FloatRange(min=0, min_open=True), default=200, show_default=True,
-              help="Limit on the files of one upload together, in MB (413 past it).")
-@click.option("--rerank-model", "rerankers", multiple=True, metavar="MODEL",
-              help="A cross-encoder (hub id or dir) clients may name in 'rerank' (repeatable; none by default).")
-@click.option("--cors-origin", "cors_origins", multiple=True, metavar="URL",
-              help="Allow browser requests from this origin (repeatable); CORS is off without it.")
+@_options_from_model(ServingOptions, aliases={"rerank": ["--rerank-model"]})
 @_options_from_model(IngestOptions)
-def serve(index_dir: str, host: str, port: int, token: str | None, max_upload_mb: float, rerankers: tuple[str, ...],
-          cors_origins: tuple[str, ...], **opts: Any) -> None:
+def serve(index_dir: str, **opts: Any) -> None:
     """Serve an index over HTTP: search, uploads, deletes, OpenAI-style embeddings (docs at /docs)."""
-    try:
-        from docrag.integrations.http import serve as run_server
+    serving = options_from_env(ServingOptions, **_given({k: opts.pop(k) for k in ServingOptions.model_fields}))
+    from docrag.integrations.http import serve as run_server
 
-        run_server(index_dir, host=host, port=port, token=token, max_upload_mb=max_upload_mb,
-                   options=options_from_env(IngestOptions, **opts), rerankers=rerankers, cors_origins=cors_origins)
-    except ImportError as exc:
-        raise click.ClickException(str(exc)) from None
+    run_server(index_dir, host=serving.host, port=serving.port, token=serving.token,
+               max_upload_mb=serving.max_upload_mb, options=options_from_env(IngestOptions, **_given(opts)),
+               rerankers=serving.rerank, cors_origins=serving.cors_origin)
 
 
 @cli.command("ocr")
 @click.argument("file", type=click.Path())
-@click.option("--json", "as_json", is_flag=True, help="Print pages -> lines -> words (text, confidence, bbox in PDF points).")
-@click.option("--text", "as_text", is_flag=True, help="Print the text in reading order (the default output).")
+@click.option("--json", "as_json", is_flag=True,
+              help="Print pages -> lines -> words (text, confidence, bbox in PDF points) and regions as JSON.")
+@click.option("--text", "as_text", is_flag=True,
+              help="Print the text in reading order (the default output); with --json, each page's 'text'.")
 @click.option("--pdf", "pdf_out", type=click.Path(dir_okay=False), default=None,
               help="Write a searchable PDF: the same pages plus an invisible text layer on the printed words.")
 @click.option("--render", "render_dir", type=click.Path(file_okay=False), default=None,
               help="Write each page as PNG with the lines (blue) and figures/tables (green) that were found.")
-@_options_from_model(IngestOptions)
+@click.option("--password", default=None, help="Password of an encrypted PDF (or DOCRAG_PASSWORD).")
+@_options_from_model(ReadingOptions)
 def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, render_dir: str | None,
-                **opts: Any) -> None:
+                password: str | None, **opts: Any) -> None:
     """OCR a PDF or image without indexing it (every page unless --ocr auto)."""
     from docrag.api import ocr as run_ocr
 
-    if opts.get("ocr") is None:
-        opts["ocr"] = "always"
-    options = options_from_env(IngestOptions, **opts)
+    options = options_from_env(ReadingOptions, **{"ocr": "always", **_given(opts)})
     pages = []
-    for page in run_ocr(file, options):
+    for page in run_ocr(file, options, password=password or environment().password):
         if page.error:
             click.echo(f"warning: page skipped: {page.error}", err=True)
         for warning in page.warnings:
             click.echo(f"warning: {file} (page {page.number}): {warning}", err=True)
         pages.append(page)
         if render_dir:
-            from pathlib import Path
-
             from docrag.integrations.highlight import render_boxes
 
             boxes = [(ln.bbox, (40, 90, 230), 1) for ln in page.lines]
             boxes += [(r.bbox, (20, 160, 60), 2) for r in page.regions]
             out = render_boxes(file, page.number, boxes, Path(render_dir) / f"{Path(file).stem}-p{page.number}.png")
             click.echo(f"rendered {out}", err=True)
-        if not as_json and not pdf_out and not render_dir or as_text:
+        if not as_json and (as_text or not (pdf_out or render_dir)):
             click.echo(page.text)
             click.echo("\f")
     if as_json:
-        click.echo(json.dumps({"source": file, "pages": [_page_json(p) for p in pages]}, indent=1))
+        click.echo(json.dumps({"source": file, "pages": [_page_json(p, with_text=as_text) for p in pages]}, indent=1))
     if pdf_out:
         from docrag.integrations.searchable_pdf import write_searchable_pdf
 
@@ -348,40 +351,55 @@ def ocr_command(file: str, as_json: bool, as_text: bool, pdf_out: str | None, re
         click.echo(f"wrote {out}", err=True)
 
 
-def _page_json(page: Any) -> dict[str, Any]:
-    return {
+def _page_json(page: Any, with_text: bool = False) -> dict[str, Any]:
+    out = {
         "page": page.number, "width": page.width, "height": page.height, "method": page.method,
-        "reason": page.reason, "orientation": getattr(page, "orientation", 0), "skew": getattr(page, "skew", 0.0),
-        "error": page.error,
+        "reason": page.reason, "orientation": page.orientation, "skew": page.skew, "error": page.error,
         "lines": [
             {"text": ln.text, "confidence": round(ln.confidence, 4), "bbox": [round(v, 2) for v in ln.bbox],
              "words": [{"text": w.text, "confidence": round(w.confidence, 4), "bbox": [round(v, 2) for v in w.bbox]}
                        for w in ln.words]}
             for ln in page.lines
         ],
+        "regions": [
+            {"kind": r.kind, "subtype": r.subtype, "bbox": [round(v, 2) for v in r.bbox], "caption": r.caption,
+             "confidence": round(r.score, 4), "detector": r.source}
+            for r in page.regions
+        ],
     }
+    if with_text:
+        out["text"] = page.text
+    return out
+
+
+def _environment_help() -> str:
+    return "Environment variables:\n\n" + "\n\n".join(f"  {name}: {text}" for name, text in ENV_VARS.items())
+
+
+cli.epilog = _environment_help()
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Entry point: run the CLI, turning docrag errors into one line and exit 2."""
+    """Entry point: exit 0 on success, 1 when an operation fails, 2 for a usage error."""
     try:
         cli.main(args=argv, prog_name="docrag", standalone_mode=False)
     except click.exceptions.Abort:
         click.echo("aborted", err=True)
         sys.exit(130)
-    except click.ClickException as exc:
+    except click.ClickException as exc:  # UsageError and BadParameter exit 2, a failed operation 1
         exc.show()
         sys.exit(exc.exit_code)
-    except DocragError as exc:
+    except ConfigError as exc:  # a bad option value or an unknown engine name: a usage error
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    except DocragError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(1)
     except ImportError as exc:
         if "pip install" not in str(exc):  # ours say what to install; any other is a bug: show it
             raise
         click.echo(f"error: {exc}", err=True)
-        sys.exit(2)
-    except SystemExit:
-        raise
+        sys.exit(1)
 
 
 if __name__ == "__main__":

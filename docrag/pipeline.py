@@ -11,18 +11,19 @@ import contextlib
 import signal
 import threading
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
-from docrag.config import IngestOptions
+from docrag.config import ReadingOptions
 from docrag.errors import DocragError, LoadError
-from docrag.io import PageSource, Raster, assess_text_layer
+from docrag.io import PageSource, Raster, assess_text_layer, open_document
 from docrag.layout import get_layout
 from docrag.layout.reading_order import split_line_at_gaps, words_to_line
 from docrag.types import BBox, Block, Line, Page, Word, inside_share, union
 
-__all__ = ["process_page", "read_page", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
+__all__ = ["process_page", "read_page", "read_document", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
 
 # On a digital page, images covering this much of the page are OCR'd too.
 MIXED_IMAGE_COVER = 0.3
@@ -30,7 +31,7 @@ MIXED_IMAGE_COVER = 0.3
 MIN_INSERT_COVER = 0.02
 
 
-def process_page(src: PageSource, options: IngestOptions) -> Page:
+def process_page(src: PageSource, options: ReadingOptions) -> Page:
     """Read one page into blocks, choosing text layer or OCR per ``options.ocr``."""
     words = src.words()
     images = src.image_boxes() if src.doc.kind == "pdf" else [(0.0, 0.0, src.width, src.height)]
@@ -76,7 +77,7 @@ def process_page(src: PageSource, options: IngestOptions) -> Page:
     return page
 
 
-def read_page(src: PageSource, options: IngestOptions) -> Page:
+def read_page(src: PageSource, options: ReadingOptions) -> Page:
     """:func:`process_page` that never raises for a bad page: the failure is recorded on the page.
 
     This is what every engine (in-process, worker pool, Ray) runs per page; a
@@ -89,6 +90,17 @@ def read_page(src: PageSource, options: IngestOptions) -> Page:
         return failed_page(src, str(exc))
     except Exception as exc:  # one bad page must not abort the batch
         return failed_page(src, f"{src.doc.source} (page {src.number}): {type(exc).__name__}: {exc}")
+
+
+def read_document(path: str | Path, options: ReadingOptions, password: str | None = None) -> Iterator[Page]:
+    """Every page of a file, read in this process, in order (a bad page is recorded, not raised).
+
+    Raises:
+        LoadError: the file cannot be opened (missing, corrupt, encrypted without ``password``).
+    """
+    with open_document(path, password=password) as doc:
+        for src in doc.pages():
+            yield read_page(src, options)
 
 
 def failed_page(src: PageSource, message: str) -> Page:
@@ -123,13 +135,14 @@ def page_time_limit(seconds: float, source: str, page: int) -> Iterator[None]:
 
 
 def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: int) -> None:
-    """Find figures, charts and tables; move their lines out of the body text; crop them.
+    """Find figures, charts, tables and boxes; group their lines into blocks; crop the pictures.
 
-    Each region gets ``inner_text`` (labels and legends, or the table as
-    Markdown rows) and ``png`` (the crop, encoded). A failure here is a page
-    warning, never a lost page.
+    Regions group lines, never remove them (:func:`docrag.layout.grouping.group_regions`).
+    Each region gets ``inner_text`` (labels and legends, or the table as Markdown rows)
+    and, but for boxes, ``png`` (the crop). A failure here is a page warning, never a lost page.
     """
-    from docrag.layout.regions import find_regions, lines_inside
+    from docrag.layout.grouping import group_regions, region_lines
+    from docrag.layout.regions import find_regions
     from docrag.layout.tables import table_to_markdown
 
     lines = page.lines
@@ -142,22 +155,16 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: in
         return
     if not regions:
         return
-    inside: set[int] = set()
     for region in regions:
-        idx = lines_inside(region, lines)
-        inside |= {id(lines[i]) for i in idx}
         if region.kind == "table":
             region.inner_text = table_to_markdown(region, lines)
         else:
-            region.inner_text = " ".join(lines[i].text for i in idx)
-    for block in page.blocks:
-        block.lines = [ln for ln in block.lines if id(ln) not in inside]
-        if block.lines:
-            block.bbox = union([ln.bbox for ln in block.lines])
-    page.blocks = [b for b in page.blocks if b.lines]
+            region.inner_text = " ".join(lines[i].text for i in region_lines(region, lines))
+    page.blocks = group_regions(page.blocks, regions)
     crop_from = src.render(crop_dpi)
     for region in regions:
-        region.png = crop_png(crop_from, region.bbox)
+        if region.kind != "box":
+            region.png = crop_png(crop_from, region.bbox)
     page.regions = regions
 
 
@@ -207,13 +214,13 @@ class OcrRead:
     to_page: Callable[[BBox], BBox]
 
 
-def ocr_lines(raster: Raster, options: IngestOptions, page: Page | None = None) -> list[Line]:
+def ocr_lines(raster: Raster, options: ReadingOptions, page: Page | None = None) -> list[Line]:
     """OCR lines of a raster with boxes in page points (see :func:`ocr_page`)."""
     read = ocr_page(raster, options, page)
     return [_line_to_page(line, read.to_page) for line in read.lines]
 
 
-def ocr_page(raster: Raster, options: IngestOptions, page: Page | None = None) -> OcrRead:
+def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None) -> OcrRead:
     """Detect and recognize text on a raster.
 
     With ``options.orientation`` the raster is first turned upright and

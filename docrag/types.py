@@ -11,14 +11,15 @@ True
 
 from __future__ import annotations
 
+import base64
 from dataclasses import asdict, dataclass, field, fields
 from typing import Any, Literal, TypeVar
 
 BBox = tuple[float, float, float, float]
 Kind = Literal["text", "table", "figure", "chart", "caption"]
-BlockKind = Literal["text", "table", "figure", "chart", "caption", "page_header", "page_footer"]
+BlockKind = Literal["text", "table", "figure", "chart", "box", "caption", "page_header", "page_footer"]
 PageMethod = Literal["text", "ocr", "mixed", "failed"]
-RegionKind = Literal["figure", "chart", "table"]
+RegionKind = Literal["figure", "chart", "table", "box"]
 
 __all__ = [
     "BBox",
@@ -33,6 +34,7 @@ __all__ = [
     "Page",
     "Chunk",
     "Hit",
+    "HIT_FIELDS",
     "union",
     "iou",
     "inside_share",
@@ -67,6 +69,8 @@ def _revive(cls: type, name: str, value: Any) -> Any:
         return [tuple(float(v) for v in b) for b in value]
     if name == "line_spans" and value is not None:
         return [tuple(int(v) for v in s) for s in value]
+    if name == "png" and isinstance(value, str):
+        return base64.b64decode(value)
     if name in ("chunk_bbox", "caption_bbox") and value is not None:
         return tuple(float(v) for v in value)
     return value
@@ -111,7 +115,7 @@ class Region(_Serializable):
     """A figure, chart or table on a page (boxes in page points).
 
     Attributes:
-        kind: ``figure`` (photo, diagram), ``chart`` or ``table``.
+        kind: ``figure`` (photo, diagram), ``chart``, ``table`` or ``box`` (a framed or tinted note).
         bbox: Tight box of the region's ink, labels included, caption excluded.
         subtype: ``bar | line | pie | scatter | photo | diagram`` or ``ruled | borderless``.
         caption: The linked caption's text, or None.
@@ -119,12 +123,14 @@ class Region(_Serializable):
         score: Confidence of the detection in [0, 1] (a heuristic, not a probability).
         source: What found it: ``image``, ``vector``, ``grid``, ``columns`` or ``raster``.
         columns: x boundaries of a ruled table's columns (for :func:`docrag.layout.tables.table_to_markdown`).
+        inner_text: The text the region holds: a table as Markdown rows, a figure's labels and legends.
+        png: The crop image (PNG bytes) when the page was cropped; base64 in :meth:`to_dict`,
+            left out of equality (two crops of one region differ by encoder, not by content).
 
-    The page pipeline sets ``png`` (the crop image's bytes) on a region it crops;
-    it is not a field, so it stays out of ``to_dict``.
-
-    >>> r = Region(kind="table", bbox=(0, 0, 100, 40), subtype="borderless", caption_bbox=(0, 42, 60, 50))
-    >>> Region.from_dict(r.to_dict()) == r
+    >>> r = Region(kind="table", bbox=(0, 0, 100, 40), subtype="borderless", caption_bbox=(0, 42, 60, 50),
+    ...            inner_text="| a | b |", png=b"PNG-bytes")
+    >>> back = Region.from_dict(r.to_dict())
+    >>> back == r and back.png == r.png
     True
     """
 
@@ -136,6 +142,14 @@ class Region(_Serializable):
     score: float = 1.0
     source: str = ""
     columns: list[float] = field(default_factory=list)
+    inner_text: str = ""
+    png: bytes | None = field(default=None, compare=False, repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        if self.png is not None:
+            data["png"] = base64.b64encode(self.png).decode("ascii")
+        return data
 
 
 @dataclass
@@ -167,13 +181,20 @@ class Page(_Serializable):
     regions: list[Region] = field(default_factory=list)
     """Figures, charts and tables found on the page."""
 
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["regions"] = [r.to_dict() for r in self.regions]  # crops as base64, JSON-ready
+        return data
+
     @property
     def lines(self) -> list[Line]:
         return [line for block in self.blocks for line in block.lines]
 
     @property
     def text(self) -> str:
-        return "\n\n".join(block.text for block in self.blocks)
+        """The running text in reading order: tables row by row and boxes in place; the labels
+        inside figures and charts are left out (they go with the figure, after its caption)."""
+        return "\n\n".join(block.text for block in self.blocks if block.kind not in ("figure", "chart"))
 
 
 @dataclass
@@ -221,6 +242,14 @@ class Hit(_Serializable):
     """Absolute path of the document file (``source`` is the name it was ingested under)."""
     context: str = ""
     """The document/section header the chunk was indexed with."""
+
+    def to_json(self) -> dict[str, Any]:
+        """The hit as every interface shows it (``--json``, HTTP, LangChain metadata): :data:`HIT_FIELDS`."""
+        return {key: getattr(self, key) for key in HIT_FIELDS}
+
+
+HIT_FIELDS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
+"""The fields of a hit that users see, in this order; defined once for every interface."""
 
 
 def union(boxes: list[BBox]) -> BBox:

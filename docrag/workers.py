@@ -4,7 +4,8 @@
 once per worker, pages streamed in order, at most two in flight per worker),
 or in this process when ``workers`` is 1 or the document is short. ``ray``
 runs the same :func:`~docrag.pipeline.read_page` on a Ray cluster
-(:mod:`docrag.integrations.ray`). Every engine yields the pages of one
+(:mod:`docrag.integrations.ray`, a plugin declared as an entry point of the
+``docrag.page_engines`` group). Every engine yields the pages of one
 document in page order, each already laid out, failures recorded on the page.
 
 >>> from docrag.config import IngestOptions
@@ -52,7 +53,9 @@ class PageEngine(Protocol):
     def close(self, now: bool = False) -> None: ...
 
 
-page_engines: Registry[PageEngine] = Registry("page engine")
+# Engines at the edge (``ray``, in docrag.integrations) are plugins: pyproject.toml's
+# "docrag.page_engines" entry points name them, so this module never imports them.
+page_engines: Registry[PageEngine] = Registry("page engine", entry_points="docrag.page_engines")
 
 
 def get_page_engine(options: IngestOptions) -> PageEngine:
@@ -157,12 +160,6 @@ class LocalPages:
 def _local(options: IngestOptions) -> LocalPages:
     return LocalPages(options)
 
-
-@page_engines.register("ray")
-def _ray(options: IngestOptions) -> PageEngine:
-    from docrag.integrations.ray import RayPages
-
-    return RayPages(options)
 
 
 # -- inside a worker process -------------------------------------------------

@@ -1,17 +1,21 @@
-"""Shared fixtures: paths, a deterministic fake embedder, and one real index built once per session."""
+"""Shared fixtures: paths, a deterministic fake embedder, fixtures OCR'd once, and one real index built once per session."""
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import json
 import re
 import shutil
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
 
+from docrag.config import IngestOptions
 from docrag.embed import EMBEDDERS
+from docrag.types import Page
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "data"
@@ -57,6 +61,27 @@ def load_gt(name: str) -> dict:
 @pytest.fixture(scope="session")
 def fixtures_dir() -> Path:
     return FIXTURES
+
+
+@pytest.fixture(scope="session")
+def ocr_pages() -> Callable[..., list[Page]]:
+    """``ocr_pages(name, options=None)``: the pages of ``fixtures/data/name`` as
+    ``docrag.ocr(path, options)`` reads them, read once per session per (file, options);
+    each call gets its own deep copy, so a test may change them.
+
+    OCR is most of the suite's time: tests reading the same file the same way share it.
+    """
+    import docrag
+
+    read: dict[tuple[str, str], list[Page]] = {}
+
+    def pages(name: str, options: IngestOptions | None = None) -> list[Page]:
+        key = (name, options.model_dump_json() if options is not None else "")
+        if key not in read:
+            read[key] = list(docrag.ocr(FIXTURES / name, options))
+        return copy.deepcopy(read[key])
+
+    return pages
 
 
 @pytest.fixture(scope="session")

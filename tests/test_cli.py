@@ -22,7 +22,7 @@ def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
 
 
 def info(capsys: pytest.CaptureFixture[str], index: Path) -> dict:
-    code, out, _ = run(capsys, "info", str(index), "--json")
+    code, out, _ = run(capsys, "info", "--index", str(index), "--json")
     assert code == 0
     return json.loads(out)
 
@@ -82,7 +82,7 @@ def test_delete_removes_a_document(index_copy, fixtures_dir: Path, capsys) -> No
 
 def test_missing_index_is_one_line(tmp_path: Path, capsys) -> None:
     code, _, err = run(capsys, "search", "x", "--index", str(tmp_path / "none"))
-    assert code == 2 and err.count("\n") == 1 and "docrag ingest" in err
+    assert code == 1 and err.count("\n") == 1 and "docrag ingest" in err  # a failed operation: 1 (usage: 2)
 
 
 def test_ingest_twice_keeps_chunk_count(index_copy, fixtures_dir: Path, capsys) -> None:
@@ -191,5 +191,57 @@ def test_a_missing_optional_package_is_one_line_naming_the_pip_command(capsys, t
     monkeypatch.setitem(sys.modules, "ray", None)  # as if Ray were not installed
     code, _, err = run(capsys, "ingest", str(fixtures_dir / "report.pdf"), "--index", str(tmp_path / "ix"), "-q",
                        "--ocr", "never", "--embedder", "fake-hash", "--engine", "ray")
-    assert code == 2 and "Traceback" not in err
+    assert code == 1 and "Traceback" not in err
     assert err.startswith("error: ") and "pip install 'docrag[ray]'" in err and len(err.strip().splitlines()) == 1
+
+
+# -- issue #14: one shape for the CLI --------------------------------------------------
+
+
+def test_ocr_json_with_text_is_one_parsable_document(capsys, fixtures_dir: Path) -> None:
+    code, out, _ = run(capsys, "ocr", str(fixtures_dir / "report.pdf"), "--ocr", "never", "--json", "--text")
+    assert code == 0
+    pages = json.loads(out)["pages"]  # no text printed before the JSON
+    assert pages[0]["text"] and "regions" in pages[0]
+    assert all(line["text"] in pages[0]["text"] for line in pages[0]["lines"])
+
+
+def test_ocr_takes_reading_options_only_and_a_password(capsys, fixtures_dir: Path) -> None:
+    code, _, err = run(capsys, "ocr", str(fixtures_dir / "report.pdf"), "--workers", "2")
+    assert code == 2 and "--workers" in err  # an option that would be ignored is refused
+    code, out, _ = run(capsys, "ocr", "--help")
+    assert "--password" in out and "--embedder" not in out and "--chunk-tokens" not in out
+
+
+def test_info_takes_index_like_every_command(capsys, built_index) -> None:
+    index, _ = built_index
+    code, out, _ = run(capsys, "info", "--index", str(index.path), "--json")
+    assert code == 0 and json.loads(out)["chunks"] > 0
+    code, out, err = run(capsys, "info", str(index.path), "--json")  # the old spelling, for one release
+    assert code == 0 and json.loads(out)["chunks"] > 0 and "deprecated" in err
+
+
+def test_eval_mode_is_used_not_dropped(capsys, tmp_path: Path, fixtures_dir: Path) -> None:
+    ix = tmp_path / "ix"
+    assert run(capsys, "ingest", str(fixtures_dir / "report.pdf"), "--index", str(ix), "-q", "--ocr", "never",
+               "--embedder", "fake-hash")[0] == 0
+    qa = tmp_path / "qa.jsonl"
+    qa.write_text(json.dumps({"question": "battery-electric vans in the fleet", "source": "report.pdf", "page": 2}) + "\n")
+    code, out, _ = run(capsys, "eval", "--qa", str(qa), "--index", str(ix), "--mode", "bm25", "--json")
+    assert code == 0 and list(json.loads(out)["modes"]) == ["bm25"]
+    code, _, err = run(capsys, "eval", "--qa", str(qa), "--index", str(ix), "--mode", "fuzzy")
+    assert code == 2 and "hybrid" in err
+
+
+def test_an_embedder_typo_lists_the_known_names(capsys, tmp_path: Path, fixtures_dir: Path) -> None:
+    code, _, err = run(capsys, "ingest", str(fixtures_dir / "report.pdf"), "--index", str(tmp_path / "ix"), "-q",
+                       "--embedder", "minilm-onx")
+    assert code == 2 and "minilm-onnx-int8" in err and "Traceback" not in err
+    assert not (tmp_path / "ix" / "docrag.sqlite").exists()
+
+
+def test_exit_codes_usage_2_failure_1(capsys, tmp_path: Path) -> None:
+    assert run(capsys, "search")[0] == 2  # usage: the query is missing
+    assert run(capsys, "search", "x", "--index", str(tmp_path), "--kind", "poster")[0] == 2
+    assert run(capsys, "search", "x", "--index", str(tmp_path / "none"))[0] == 1  # no index: the operation failed
+    assert run(capsys, "search", "x", "--index", str(tmp_path), "--pages", "5-2")[0] == 2  # a bad option value

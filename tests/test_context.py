@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 
 from docrag import Index, IngestOptions
-from docrag.chunk.context import document_profile, query_cues
+from docrag.chunk.context import document_profile
 from docrag.config import IngestOptions as Opts
 from docrag.io import open_document
 from docrag.layout.furniture import mark_furniture
 from docrag.pipeline import process_page
+from docrag.retrieve.cues import query_cues
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -54,6 +55,7 @@ def flat(lookalike, tmp_path_factory: pytest.TempPathFactory) -> Index:
     return flat_index
 
 
+@pytest.mark.slow
 def test_chunks_carry_their_filing_in_the_header(lookalike) -> None:
     index, _ = lookalike
     docs = index.documents()
@@ -78,6 +80,7 @@ def _scores(index: Index, rows: list[dict], cues: bool) -> tuple[float, float]:
     return right_page / len(rows), right_doc / len(rows)
 
 
+@pytest.mark.slow
 def test_context_beats_the_flat_retriever_on_look_alike_filings(lookalike, flat) -> None:
     index, rows = lookalike
     page5, doc1 = _scores(index, rows, cues=True)
@@ -88,6 +91,7 @@ def test_context_beats_the_flat_retriever_on_look_alike_filings(lookalike, flat)
     assert page5 > flat_page5 and doc1 > flat_doc1, ((page5, doc1), (flat_page5, flat_doc1))
 
 
+@pytest.mark.slow
 def test_a_company_or_year_not_in_the_index_still_returns_results(lookalike) -> None:
     index, _ = lookalike
     hits = index.search("What was Zebulon Dynamics' FY1999 capital expenditure?", k=5)

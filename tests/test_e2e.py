@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 import pytest
 from conftest import load_gt
@@ -12,12 +13,15 @@ from textmetrics import cer, normalize
 import docrag
 from docrag.types import iou
 
+# Real default engines throughout: every test reads the session index or an OCR'd scan.
+pytestmark = pytest.mark.slow
+
 UNIQUE = "The Halvorsen depot in Tromso recorded zero lost-time injuries for the third consecutive winter."
 
 
 @pytest.fixture(scope="session")
-def scan_pages(fixtures_dir: Path) -> list[docrag.Page]:
-    return list(docrag.ocr(fixtures_dir / "report_scan.pdf"))
+def scan_pages(ocr_pages: Callable[..., list[docrag.Page]]) -> list[docrag.Page]:
+    return ocr_pages("report_scan.pdf")
 
 
 def test_scanned_only_sentence_is_rank_one_with_its_line_box(built_index) -> None:

@@ -140,7 +140,7 @@ def test_batches_are_sorted_bounded_and_cover_every_row(fp32) -> None:
 
 
 def test_threads_follow_docrag_threads(onnx_cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    from docrag.embed.onnx import _default_threads
+    from docrag.config import default_threads as _default_threads
 
     monkeypatch.setenv("DOCRAG_THREADS", "1")  # what a page worker with one core gets
     assert _default_threads() == 1

@@ -23,7 +23,8 @@ from docrag import Index  # noqa: E402
 from docrag.config import IngestOptions  # noqa: E402
 from docrag.errors import ConfigError, LoadError, StoreError  # noqa: E402
 from docrag.integrations import jobs as jobs_module  # noqa: E402
-from docrag.integrations.http import HIT_KEYS, create_app, is_loopback, serve  # noqa: E402
+from docrag.integrations.http import create_app, is_loopback, serve  # noqa: E402
+from docrag.types import HIT_FIELDS as HIT_KEYS  # noqa: E402
 
 OPTIONS = IngestOptions(embedder="fake-hash", ocr="never")
 UPLOAD_NAME = re.compile(r"^[0-9a-f]{32}\.(pdf|png|jpg|tif)$")

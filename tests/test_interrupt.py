@@ -90,6 +90,7 @@ def _info(index: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "docrag", "info", str(index)], capture_output=True, text=True)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
 def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, corpus: list[Path],
                                                                     tmp_path: Path) -> None:
@@ -115,6 +116,7 @@ def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, cor
     assert _snapshot(index) == _snapshot(clean)  # no duplicates, nothing missing
 
 
+@pytest.mark.slow
 def test_ctrl_c_stops_the_page_workers(fixtures_dir: Path, tmp_path: Path) -> None:
     """With the worker pool, Ctrl-C exits promptly and cleanly too."""
     src = pymupdf.open(fixtures_dir / "report.pdf")

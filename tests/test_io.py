@@ -111,6 +111,7 @@ def test_huge_image_is_downscaled_and_a_bomb_is_refused_from_its_header(tmp_path
         open_document(bomb)
 
 
+@pytest.mark.slow
 def test_blank_scan_page_gives_no_lines(tmp_path: Path) -> None:
     from docrag.config import IngestOptions
     from docrag.pipeline import process_page
@@ -122,6 +123,5 @@ def test_blank_scan_page_gives_no_lines(tmp_path: Path) -> None:
     page.insert_image(page.rect, pixmap=pix)
     doc.save(tmp_path / "blank.pdf")
     with open_document(tmp_path / "blank.pdf") as d:
-        process_page(d.page(1), IngestOptions(ocr="always"))  # warm the models
         result = process_page(d.page(1), IngestOptions(ocr="always"))
     assert result.lines == [] and result.method == "ocr"

@@ -93,7 +93,7 @@ def test_an_interrupted_document_reads_only_the_pages_it_had_not(long_pdf: Path,
     index.close()
     assert [j["pages"] for j in pending_journals(tmp_path / "ix")] == [5]
     assert Index(tmp_path / "ix").info()["interrupted"] == {"documents": 1, "pages": 5}
-    info = subprocess.run([sys.executable, "-m", "docrag", "info", str(tmp_path / "ix")], capture_output=True, text=True)
+    info = subprocess.run([sys.executable, "-m", "docrag", "info", "--index", str(tmp_path / "ix")], capture_output=True, text=True)
     assert info.returncode == 0 and "interrupted: 1 document(s), 5 OCR'd page(s) kept" in info.stdout, info.stdout
 
     asked: list = []
@@ -167,3 +167,47 @@ def test_stale_journals_are_pruned(tmp_path: Path, journal_text_pages: None) -> 
     os.utime(old.path, (month_ago, month_ago))
     assert prune_journals(tmp_path) == 1
     assert [j["doc_id"] for j in pending_journals(tmp_path)] == ["new"]
+
+
+def test_a_journal_round_trip_keeps_every_region_field(fixtures_dir: Path, tmp_path: Path,
+                                                       journal_text_pages: None) -> None:
+    """Issue #14: regions came back from the journal without their text (tables lost their rows)."""
+    from dataclasses import fields
+
+    from docrag.types import Region
+
+    pages = list(docrag.ocr(fixtures_dir / "visual.pdf", OPTIONS))
+    regions = [r for p in pages for r in p.regions]
+    assert any(r.kind == "table" and r.inner_text for r in regions) and all(r.png for r in regions)
+    journal = PageJournal(tmp_path, "doc", "key")
+    for page in pages:
+        journal.append(page)
+    back = [r for p in sorted(PageJournal(tmp_path, "doc", "key").load().items()) for r in p[1].regions]
+    assert len(back) == len(regions)
+    assert [r.inner_text for r in back] == [r.inner_text for r in regions]
+    for got, want in zip(back, regions):
+        for f in fields(Region):  # dataclass equality skips png: compare every field by name
+            assert getattr(got, f.name) == getattr(want, f.name), f.name
+
+
+def test_a_resumed_ingest_of_figures_and_tables_equals_an_uninterrupted_one(
+        fixtures_dir: Path, tmp_path: Path, journal_text_pages: None) -> None:
+    def stop_at_last_page(source: str, number: int, total: int) -> None:
+        if number == total:
+            raise KeyboardInterrupt
+
+    def chunks(index: Index) -> list:
+        return sorted(tuple(r) for r in index.store().db.execute(
+            "SELECT page, ordinal, kind, text, bbox, image, context FROM chunks"))
+
+    visual = fixtures_dir / "visual.pdf"
+    with Index(tmp_path / "ix", OPTIONS) as index, pytest.raises(KeyboardInterrupt):
+        index.ingest([visual], progress=stop_at_last_page)
+    with Index(tmp_path / "ix", OPTIONS) as index:
+        report = index.ingest([visual])
+        assert report.files[0].resumed >= 1
+        resumed = chunks(index)
+    with Index(tmp_path / "clean", OPTIONS) as clean:
+        clean.ingest([visual])
+        assert chunks(clean) == resumed
+    assert any(kind == "table" and "|" in text for _, _, kind, text, *_ in resumed)

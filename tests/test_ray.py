@@ -72,6 +72,7 @@ def _rows(index: Index, sql: str) -> list[tuple]:
         return db.execute(sql).fetchall()
 
 
+@pytest.mark.slow
 def test_the_engine_is_registered_and_uses_the_callers_ray(local_ray) -> None:
     engine = get_page_engine(IngestOptions(engine="ray"))
     assert isinstance(engine, RayPages)
@@ -82,6 +83,7 @@ def test_the_engine_is_registered_and_uses_the_callers_ray(local_ray) -> None:
     assert ray.is_initialized()  # a Ray the caller started is the caller's to stop
 
 
+@pytest.mark.slow
 def test_ray_reads_the_same_pages_in_order(local_ray, fixtures_dir: Path) -> None:
     opts = IngestOptions(engine="ray", ocr="never")
     with open_document(fixtures_dir / "report.pdf") as doc:
@@ -95,6 +97,7 @@ def test_ray_reads_the_same_pages_in_order(local_ray, fixtures_dir: Path) -> Non
     assert [p.to_dict() for p in rest] == [p.to_dict() for p in here[1:]]
 
 
+@pytest.mark.slow
 def test_search_results_equal_the_local_engine(indexes) -> None:
     for query in QUERIES:
         hits = _hits(indexes["ray"], query)
@@ -102,6 +105,7 @@ def test_search_results_equal_the_local_engine(indexes) -> None:
         assert hits == _hits(indexes["local"], query), query
 
 
+@pytest.mark.slow
 def test_stored_pages_and_chunks_equal_the_local_engine(indexes) -> None:
     pages = "SELECT doc_id, page, width, height, rotation, method, reason, error, orientation, skew " \
             "FROM pages ORDER BY doc_id, page"
@@ -130,6 +134,7 @@ def test_a_page_that_kills_its_actor_is_recorded_and_the_rest_go_on(local_ray, f
     assert all(p.method == "text" and p.lines for i, p in enumerate(pages) if i != 1)
 
 
+@pytest.mark.slow
 def test_cli_ingest_with_engine_ray(local_ray, fixtures_dir: Path, tmp_path: Path, capsys) -> None:
     ix = tmp_path / "ix"
     try:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import re
 from pathlib import Path
 
 import pytest
 
 from docrag import Index, IngestOptions
 from docrag.evaluate import evaluate, load_qa
+from docrag.index.text_search import STOPWORDS
 from docrag.retrieve.fusion import rrf
 
 FAKE = IngestOptions(ocr="never", embedder="fake-hash", chunk_tokens=40, chunk_overlap=10)
@@ -28,12 +30,28 @@ def tagged(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> Inde
                                    "^fleet", "{fleet}", "fleet - - -", "\"\"fleet\"\""])
 @pytest.mark.parametrize("mode", ["bm25", "hybrid"])
 def test_fts5_syntax_characters_return_results(tagged: Index, query: str, mode: str) -> None:
-    assert tagged.search(query, k=3, mode=mode), query
+    hits = tagged.search(query, k=3, mode=mode)
+    assert hits, query
+    # FTS5 syntax is read as plain words: the same hits as the query's words alone. In hybrid
+    # mode this is what shows the BM25 side ran (dense hits alone would differ), and a word
+    # such as NOT, AND or NEAR counts as a word, never as an operator.
+    words = " ".join(re.findall(r"\w+", query))
+    plain = tagged.search(words, k=3, mode=mode)
+    assert [(h.chunk_id, h.score) for h in hits] == [(h.chunk_id, h.score) for h in plain], (query, words)
+    # ... and the best hit contains one of those words (its text or its context header).
+    content = {w.lower() for w in re.findall(r"\w+", query)} - STOPWORDS - {"not", "near"}
+    top = set(re.findall(r"\w+", f"{hits[0].context} {hits[0].text}".lower()))
+    assert content & top, (query, hits[0].text)
 
 
 def test_sql_in_a_query_is_just_words(tagged: Index) -> None:
     before = tagged.info()["chunks"]
     tagged.search("'; DROP TABLE chunks; --", k=3, mode="bm25")
+    assert tagged.info()["chunks"] == before
+    # With a word the index has, the injection is searched like the words it contains.
+    hits = tagged.search("fleet'; DROP TABLE chunks; --", k=3, mode="bm25")
+    assert hits and [h.chunk_id for h in hits] == [
+        h.chunk_id for h in tagged.search("fleet DROP TABLE chunks", k=3, mode="bm25")]
     assert tagged.info()["chunks"] == before
 
 
@@ -148,6 +166,7 @@ def test_unknown_mode_is_a_config_error(tagged: Index) -> None:
         tagged.search("x", mode="fuzzy")
 
 
+@pytest.mark.slow
 def test_eval_hybrid_recall_at_5_is_at_least_the_best_single_mode(built_index, fixtures_dir: Path) -> None:
     index, _ = built_index
     results = evaluate(index, load_qa(fixtures_dir / "qa.jsonl"), modes=["dense", "bm25", "hybrid"])
@@ -158,6 +177,7 @@ def test_eval_hybrid_recall_at_5_is_at_least_the_best_single_mode(built_index, f
         assert 0 <= row["mrr@10"] <= row["recall@10"] <= 1 and 0 <= row["ndcg@10"] <= 1
 
 
+@pytest.mark.slow
 def test_eval_cli_json(built_index, fixtures_dir: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from docrag.cli import main
 

@@ -6,6 +6,7 @@ import shutil
 import subprocess
 from collections import Counter
 from pathlib import Path
+from typing import Callable
 
 import numpy as np
 import pytest
@@ -76,10 +77,8 @@ def _page(number: int, pdf_page, lines: list[Line]) -> Page:
 
 
 @pytest.fixture(scope="session")
-def report_pages() -> list[Page]:
-    import docrag
-
-    return list(docrag.ocr(REPORT))
+def report_pages(ocr_pages: Callable[..., list[Page]]) -> list[Page]:
+    return ocr_pages(REPORT.name)
 
 
 @pytest.fixture(scope="session")
@@ -88,11 +87,9 @@ def report_out(report_pages, tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def mixed_pages() -> list[Page]:
-    import docrag
-
+def mixed_pages(ocr_pages: Callable[..., list[Page]]) -> list[Page]:
     # docrag.ocr OCRs every page, text-layer pages too: the writer must not double them.
-    return list(docrag.ocr(MIXED))
+    return ocr_pages(MIXED.name)
 
 
 # -- scanned PDF -------------------------------------------------------------------

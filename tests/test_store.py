@@ -1,9 +1,14 @@
-"""Index directory: dedupe, replace, delete, FAISS cache rebuild, embedder mismatch (fake embedder)."""
+"""Index directory: dedupe, replace, delete, FAISS cache rebuild, embedder mismatch, the writer lock (fake embedder)."""
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import shutil
+import threading
+import time
 from pathlib import Path
+from typing import Callable, Iterator
 
 import pytest
 
@@ -103,3 +108,66 @@ def test_other_embedder_is_refused(small_index: Index) -> None:
 def test_missing_index_is_a_clear_error(tmp_path: Path) -> None:
     with pytest.raises(StoreError, match="docrag ingest"):
         Index(tmp_path / "nothing").search("x")
+
+
+@contextlib.contextmanager
+def _held_write_lock(index_dir: Path) -> Iterator[None]:
+    """The index's writer lock held as another process would hold it (its own open file, flock)."""
+    with open(index_dir / ".write.lock", "a+") as fh:
+        fcntl.flock(fh, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def _in_thread(work: Callable[[], object]) -> tuple[threading.Thread, dict[str, object]]:
+    """Run ``work`` in a daemon thread; its result (or exception) lands in the returned dict."""
+    out: dict[str, object] = {}
+
+    def run() -> None:
+        try:
+            out["result"] = work()
+        except BaseException as exc:  # handed to the test thread
+            out["error"] = exc
+
+    thread = threading.Thread(target=run, daemon=True)
+    thread.start()
+    return thread, out
+
+
+def test_a_reader_opens_and_searches_while_a_writer_holds_the_lock(
+        small_index: Index, capfd: pytest.CaptureFixture[str]) -> None:
+    expected = [h.chunk_id for h in small_index.search("fleet tractors", k=3)]
+    with _held_write_lock(small_index.path):
+        # In a thread: a reader that did wait would block here until the lock is released.
+        thread, out = _in_thread(lambda: [h.chunk_id for h in Index(small_index.path, OPTS).search("fleet tractors", k=3)])
+        thread.join(timeout=30)
+        waited = thread.is_alive()
+    thread.join()
+    assert not waited, "the reader waited for the writer's lock"
+    assert "error" not in out, out.get("error")
+    assert out["result"] == expected
+    assert "waiting for another writer" not in capfd.readouterr().err
+
+
+def test_a_waiting_writer_says_so_on_stderr_not_stdout(small_index: Index, fixtures_dir: Path,
+                                                       capfd: pytest.CaptureFixture[str]) -> None:
+    store = LocalStore(small_index.path, create=False)
+    doc_id = store.find_documents(str(fixtures_dir / "report.pdf"))[0]
+    err = out = ""
+    with _held_write_lock(small_index.path):
+        thread, result = _in_thread(lambda: store.delete_document(doc_id))
+        deadline = time.monotonic() + 60
+        while "waiting for another writer" not in err and time.monotonic() < deadline:
+            time.sleep(0.05)
+            captured = capfd.readouterr()
+            err, out = err + captured.err, out + captured.out
+        assert thread.is_alive(), "the writer did not wait for the lock"
+    thread.join(timeout=60)
+    captured = capfd.readouterr()
+    err, out = err + captured.err, out + captured.out
+    assert "error" not in result, result.get("error")
+    assert result["result"] > 0 and store.stats()["chunks"] == 0  # it wrote once the lock was free
+    assert f"waiting for another writer on {small_index.path}" in err
+    assert "waiting" not in out  # stdout may be carrying --json

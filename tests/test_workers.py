@@ -36,6 +36,7 @@ def pool() -> LocalPages:
     engine.close()
 
 
+@pytest.mark.slow
 def test_the_pool_reads_the_same_pages_as_this_process_in_order(pool: LocalPages, fixtures_dir: Path,
                                                                  tmp_path: Path) -> None:
     path = _long_pdf(fixtures_dir, tmp_path / "long.pdf", pages=7)
@@ -54,6 +55,7 @@ def test_a_short_document_is_read_in_this_process(fixtures_dir: Path) -> None:
     assert engine._pool is None
 
 
+@pytest.mark.slow
 def test_ocr_in_workers_equals_ocr_here(fixtures_dir: Path, monkeypatch) -> None:
     monkeypatch.setattr(workers, "MIN_POOL_PAGES", 1)
     opts = IngestOptions(ocr="always", workers=2, figures=False)
@@ -78,6 +80,7 @@ def _die_on_page_2(source: str, number: int, password: str | None):
     return workers._read_in_worker(source, number, password)
 
 
+@pytest.mark.slow
 def test_a_page_that_kills_its_worker_is_recorded_and_the_rest_go_on(fixtures_dir: Path, tmp_path: Path) -> None:
     path = _long_pdf(fixtures_dir, tmp_path / "long.pdf", pages=6)
     engine = LocalPages(IngestOptions(ocr="never", workers=2))
@@ -92,6 +95,7 @@ def test_a_page_that_kills_its_worker_is_recorded_and_the_rest_go_on(fixtures_di
     assert all(p.method == "text" and p.lines for i, p in enumerate(pages) if i != 1)
 
 
+@pytest.mark.slow
 def test_ingest_through_the_pool_equals_ingest_in_process(fixtures_dir: Path, tmp_path: Path) -> None:
     path = _long_pdf(fixtures_dir, tmp_path / "long.pdf", pages=5)
 

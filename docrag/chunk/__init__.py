@@ -24,6 +24,11 @@ from docrag.types import Chunk, Line, Page, union
 __all__ = ["chunk_page", "approx_tokens", "join_lines", "join_with_spans"]
 
 
+SKIPPED = ("page_header", "page_footer", "table", "figure", "chart")
+"""Blocks left out of text chunks: running furniture, and regions that have chunks of their own
+(tables as Markdown rows, figures and charts with their labels: :mod:`docrag.chunk.visual`)."""
+
+
 def approx_tokens(text: str) -> int:
     """A cheap WordPiece-like token count: words plus extra for long/numeric words.
 
@@ -80,8 +85,11 @@ def chunk_page(
     current: list[list[Line]] = []
     used = 0
     for block in page.blocks:
-        if block.kind in ("page_header", "page_footer"):
-            continue  # running furniture is not body text
+        if block.kind in SKIPPED:
+            continue
+        if block.kind == "box" and current:  # a boxed note is a chunk of its own
+            groups.append(current)
+            current, used = [], 0
         open_block: list[Line] | None = None
         for piece in _split_long_lines(block.lines, max_tokens, count_tokens):
             cost = count_tokens(piece.text)
@@ -99,6 +107,9 @@ def chunk_page(
                 current.append(open_block)
             open_block.append(piece)
             used += cost
+        if block.kind == "box":
+            groups.append(current)
+            current, used = [], 0
     if current:
         groups.append(current)
     chunks = []

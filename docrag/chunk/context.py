@@ -27,7 +27,7 @@ from typing import Any
 
 from docrag.types import Block, Page
 
-__all__ = ["document_profile", "section_of_blocks", "context_header", "query_cues"]
+__all__ = ["document_profile", "section_of_blocks", "context_header", "YEAR"]
 
 _SUFFIX = (r"Inc|Incorporated|Corp|Corporation|Company|Co|Ltd|Limited|LLC|L\.L\.C|PLC|plc|AG|SA|S\.A|NV|N\.V|GmbH|"
            r"Holdings|Group|Logistics|Industries|Industrial|Partners|Bancorp|Technologies|Systems")
@@ -43,7 +43,9 @@ _TYPES = [
     (re.compile(r"\bproxy\s+statement\b", re.I), "Proxy Statement"),
 ]
 _FISCAL = re.compile(r"\b(?:fiscal(?:\s+year)?(?:\s+ended\s+\w+\s+\d{1,2},)?|FY|year\s+ended\s+\w+\s+\d{1,2},)\s*'?(\d{4}|\d{2})\b", re.I)
-_YEAR = re.compile(r"(?<!\d)(19[89]\d|20[0-3]\d)(?!\d)")
+# A year a filing may be about (1980-2039), not part of a longer number. Shared with the
+# query side (docrag.retrieve.cues), so a question and a profile name years alike.
+YEAR = re.compile(r"(?<!\d)(19[89]\d|20[0-3]\d)(?!\d)")
 _HEADING = re.compile(r"^(item\s+\d+[a-z]?\.?|part\s+[ivx]+|\d+(\.\d+)*\.?\s+[A-Z]|[A-Z][A-Za-z ,&'-]{2,80}$)")
 
 
@@ -86,7 +88,7 @@ def _fiscal_year(text: str) -> str | None:
     if m:
         y = m.group(1)
         return y if len(y) == 4 else ("20" + y if int(y) < 50 else "19" + y)
-    years = Counter(_YEAR.findall(text))
+    years = Counter(YEAR.findall(text))
     return years.most_common(1)[0][0] if years else None
 
 
@@ -160,14 +162,3 @@ def context_header(profile: dict[str, str], section: str) -> str:
     if section:
         parts.append(section)
     return " · ".join(p for p in parts if p)
-
-
-def query_cues(query: str) -> dict[str, set[str]]:
-    """Years and capitalised names a query mentions, to match document profiles.
-
-    >>> sorted(query_cues("What was Northwind's FY2019 capex?")["years"])
-    ['2019']
-    """
-    years = set(_YEAR.findall(query)) | {("20" + y) for y in re.findall(r"\bFY'?(\d{2})\b", query, re.I)}
-    words = {w.lower() for w in re.findall(r"\b[A-Z][a-zA-Z&-]{2,}", query)}
-    return {"years": years, "words": words}

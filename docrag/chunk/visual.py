@@ -17,9 +17,9 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
-from docrag.types import Chunk, Page
+from docrag.types import Chunk, Page, Region
 
-__all__ = ["label", "referring_sentences", "visual_chunks", "describe_subtype"]
+__all__ = ["label", "referring_sentences", "visual_chunks", "visual_regions", "describe_subtype"]
 
 _REF = re.compile(r"\b(figures?|figs?\.?|tables?|charts?|exhibits?)\s+(\d+[a-z]?)\b", re.I)
 _SENT = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9])")
@@ -61,15 +61,20 @@ def describe_subtype(kind: str, subtype: str) -> str:
     return _SUBTYPES.get(subtype, kind)
 
 
+def visual_regions(page: Page) -> list[Region]:
+    """The page's pictures and tables, which get chunks of their own (boxes are read as text blocks)."""
+    return [r for r in page.regions if r.kind != "box"]
+
+
 def visual_chunks(page: Page, doc_id: str, source: str, refs: dict[tuple[str, str], list[str]],
                   start: int = 0) -> list[Chunk]:
-    """One chunk per region of ``page`` (regions carry ``inner_text`` and ``image``)."""
+    """One chunk per region of ``page``: its kind in words, caption, ``inner_text`` and referring sentences."""
     chunks = []
-    for i, region in enumerate(page.regions):
+    for i, region in enumerate(visual_regions(page)):
         parts = [describe_subtype(region.kind, region.subtype)]
         if region.caption:
             parts.append(region.caption)
-        inner = getattr(region, "inner_text", "")
+        inner = region.inner_text
         if inner:
             parts.append(inner)
         key = label(region.caption)
@@ -82,5 +87,5 @@ def visual_chunks(page: Page, doc_id: str, source: str, refs: dict[tuple[str, st
         text = "\n".join(p for p in parts if p)
         chunks.append(Chunk(doc_id=doc_id, source=source, page=page.number, text=text, bbox=region.bbox,
                             line_boxes=[region.bbox], kind=region.kind, ordinal=start + i,
-                            line_spans=[(0, len(text))], image=getattr(region, "image", None)))
+                            line_spans=[(0, len(text))]))
     return chunks

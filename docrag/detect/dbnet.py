@@ -12,7 +12,6 @@ True
 
 from __future__ import annotations
 
-import os
 import threading
 from importlib import resources
 from pathlib import Path
@@ -22,6 +21,7 @@ import cv2
 import numpy as np
 
 from docrag.detect import DETECTORS
+from docrag.config import default_threads
 from docrag.errors import ModelError
 
 __all__ = ["DBNetDetector", "rapidocr_model_path", "make_session"]
@@ -91,15 +91,6 @@ def make_session(path: Path, num_threads: int) -> Any:
         return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
-
-
-def default_threads() -> int:
-    """Default intra-op threads: ``DOCRAG_THREADS`` if set (page workers set it to their share
-    of the cores), else two at most."""
-    env = os.environ.get("DOCRAG_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    return min(2, os.cpu_count() or 1)
 
 
 class DBNetDetector:

@@ -10,6 +10,7 @@ sentence-transformers model id or local directory.
 
 from __future__ import annotations
 
+import re
 from functools import lru_cache
 from typing import Protocol, runtime_checkable
 
@@ -52,9 +53,17 @@ def get_embedder(name: str = "minilm-onnx-int8", batch_size: int = 32) -> TextEm
         return openai_compat.from_name(name, batch_size=batch_size)
     if name in EMBEDDERS.names():
         return EMBEDDERS.create(name, batch_size=batch_size)
-    if not name.strip():
-        raise ConfigError(f"empty embedder name; known: {', '.join(EMBEDDERS.names())} or a sentence-transformers id/dir")
+    if not name.strip() or not _looks_like_model(name):
+        raise ConfigError(f"unknown text embedder {name!r}; known: {', '.join(EMBEDDERS.names())}, "
+                          "openai:MODEL@URL, or a sentence-transformers hub id (org/name) or local directory")
     return sentence.SentenceEmbedder(name, batch_size=batch_size)
+
+
+def _looks_like_model(name: str) -> bool:
+    """A local directory, or a hub id ``org/name``: what sentence-transformers can load."""
+    from pathlib import Path
+
+    return Path(name).expanduser().is_dir() or re.fullmatch(r"[\w.-]+/[\w.-]+", name) is not None
 
 
 def check_vectors(vectors: np.ndarray, dim: int | None = None) -> np.ndarray:

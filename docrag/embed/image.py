@@ -36,6 +36,7 @@ __all__ = [
     "IMAGE_EMBEDDERS",
     "get_image_embedder",
     "fuse_scores",
+    "embed_pngs",
     "SiglipEmbedder",
     "ClipEmbedder",
 ]
@@ -79,6 +80,15 @@ def get_image_embedder(name: str, model: str | None = None, device: str = "auto"
     (1, 768)
     """
     return IMAGE_EMBEDDERS.create(name, model=model, device=device)
+
+
+def embed_pngs(model: ImageEmbedder, pngs: list[bytes]) -> np.ndarray:
+    """Vectors of encoded images (figure crops as stored in the index), shape ``(n, dim)``."""
+    import cv2
+
+    images = [cv2.cvtColor(cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_COLOR), cv2.COLOR_BGR2RGB)
+              for png in pngs]
+    return model.embed_images(images)
 
 
 def fuse_scores(

@@ -33,6 +33,7 @@ from typing import Any, Iterator
 import numpy as np
 
 from docrag.embed import EMBEDDERS, TextEmbedder, check_vectors
+from docrag.config import default_threads, environment
 from docrag.errors import ModelError
 
 __all__ = ["OnnxEmbedder", "export_model", "cache_root", "EXPORT_RECIPE"]
@@ -48,11 +49,7 @@ GROUP = 512
 
 def cache_root() -> Path:
     """Where exported models live: ``$DOCRAG_CACHE/onnx``, else ``$XDG_CACHE_HOME/docrag/onnx``, else ``~/.cache/docrag/onnx``."""
-    base = os.environ.get("DOCRAG_CACHE")
-    if not base:
-        xdg = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-        base = str(Path(xdg) / "docrag")
-    return Path(base).expanduser() / "onnx"
+    return environment().cache_dir() / "onnx"
 
 
 def _weights_file(model_dir: Path) -> Path:
@@ -302,7 +299,7 @@ class OnnxEmbedder:
         self.name = name or ("minilm-onnx-int8" if quantize else "minilm-onnx")
         self.batch_size = max(1, int(batch_size))
         self.max_tokens = int(max_tokens or _max_seq_length(self.model_dir))
-        self.num_threads = max(1, int(num_threads or _default_threads()))
+        self.num_threads = max(1, int(num_threads or default_threads()))
         self.intra_op_threads = max(1, int(intra_op_threads))
         self.max_batch_tokens = max(1, int(max_batch_tokens))
         self._pool: ThreadPoolExecutor | None = None
@@ -412,16 +409,6 @@ class OnnxEmbedder:
     def embed_query(self, text: str) -> np.ndarray:
         """The unit vector of one query, shape ``(dim,)``."""
         return self.embed_documents([text])[0]
-
-
-def _default_threads() -> int:
-    env = os.environ.get("DOCRAG_THREADS", "")
-    if env.isdigit() and int(env) > 0:
-        return int(env)
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:
-        return max(1, os.cpu_count() or 1)
 
 
 @EMBEDDERS.register("minilm-onnx")

@@ -21,7 +21,6 @@ built with it reopens against the same endpoint and model.
 from __future__ import annotations
 
 import base64
-import os
 import re
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from docrag.embed import EMBEDDERS, TextEmbedder, check_vectors
+from docrag.config import environment
 from docrag.errors import ConfigError, ModelError
 
 __all__ = ["OpenAIEmbedder", "from_name", "parse_name"]
@@ -97,7 +97,7 @@ class OpenAIEmbedder:
         self.encoding_format = encoding_format
         self.max_retries = max_retries
         self.backoff = backoff
-        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or os.environ.get("DOCRAG_TOKEN") or None
+        self._api_key = api_key or environment().openai_api_key or None
         self._client = http_client
         self._owns_client = http_client is None
         self._dim: int | None = None
@@ -266,8 +266,9 @@ def _retry_after(response: Any, default: float) -> float:
 @EMBEDDERS.register("openai")
 def _openai(batch_size: int = 64) -> TextEmbedder:
     # The endpoint comes from the environment, as other DOCRAG_ settings do.
-    url = os.environ.get("DOCRAG_OPENAI_BASE_URL", "")
+    env = environment()
+    url = env.openai_base_url or ""
     if not url:
         raise ConfigError("the 'openai' embedder needs DOCRAG_OPENAI_BASE_URL (e.g. http://127.0.0.1:8080/v1) "
                           "and optionally DOCRAG_OPENAI_MODEL; or name it openai:MODEL@BASE_URL")
-    return OpenAIEmbedder(url, model=os.environ.get("DOCRAG_OPENAI_MODEL") or None, batch_size=batch_size)
+    return OpenAIEmbedder(url, model=env.openai_model or None, batch_size=batch_size)

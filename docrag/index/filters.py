@@ -9,11 +9,10 @@ False
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from typing import Any
 
-from docrag.errors import ConfigError
+from docrag.config import parse_pages, parse_tags  # re-exported: the grammar lives with the options
 
 __all__ = ["Filters", "parse_pages", "parse_tags"]
 
@@ -62,36 +61,3 @@ class Filters:
             parts.append("EXISTS (SELECT 1 FROM tags t WHERE t.doc_id = d.doc_id AND t.key = ? AND t.value = ?)")
             params += [key, value]
         return " AND ".join(parts) or "1", params
-
-
-def parse_pages(text: str | None) -> tuple[int, int] | None:
-    """``"3"`` -> (3, 3); ``"2-5"`` -> (2, 5); ``"4-"`` -> (4, huge).
-
-    >>> parse_pages("2-5"), parse_pages("7"), parse_pages(None)
-    ((2, 5), (7, 7), None)
-    """
-    if not text:
-        return None
-    m = re.fullmatch(r"\s*(\d+)\s*(?:(-)\s*(\d*)\s*)?", text)
-    if not m:
-        raise ConfigError(f"bad page range {text!r}: use N, N-M or N-")
-    first = int(m.group(1))
-    last = int(m.group(3)) if m.group(3) else (10**9 if m.group(2) else first)
-    if first < 1 or last < first:
-        raise ConfigError(f"bad page range {text!r}: pages are 1-based and N <= M")
-    return first, last
-
-
-def parse_tags(items: list[str] | tuple[str, ...] | None) -> dict[str, str]:
-    """``["year=2023", "type=10-K"]`` -> a dict; a malformed item is a ConfigError.
-
-    >>> parse_tags(["year=2023", "type=10-K"])
-    {'year': '2023', 'type': '10-K'}
-    """
-    tags: dict[str, str] = {}
-    for item in items or ():
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise ConfigError(f"bad tag {item!r}: use key=value")
-        tags[key.strip()] = value.strip()
-    return tags

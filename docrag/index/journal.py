@@ -27,7 +27,6 @@ and failed pages are not journaled, so they are read again.
 
 from __future__ import annotations
 
-import base64
 import json
 import logging
 import os
@@ -132,11 +131,8 @@ def pending_journals(index_dir: str | Path) -> list[dict[str, Any]]:
 
 
 def _encode(page: Page) -> bytes:
-    data = page.to_dict()
-    # Region crops are bytes set on the Region after detection, not dataclass fields.
-    data["region_png"] = [base64.b64encode(r.png).decode("ascii") if getattr(r, "png", None) else None
-                          for r in page.regions]
-    return (json.dumps(data, separators=(",", ":")) + "\n").encode("utf-8")
+    # Page.to_dict carries every Region field, its crop included (base64).
+    return (json.dumps(page.to_dict(), separators=(",", ":")) + "\n").encode("utf-8")
 
 
 def _decode(raw: bytes) -> Page | None:
@@ -144,12 +140,9 @@ def _decode(raw: bytes) -> Page | None:
         return None
     try:
         data = json.loads(raw)
-        pngs = data.pop("region_png", [])
-        page = Page.from_dict(data)
-        for region, png in zip(page.regions, pngs):
-            if png:
-                region.png = base64.b64decode(png)  # type: ignore[attr-defined]
-        return page
+        if "region_png" in data:  # written before regions kept their text: read the page again
+            return None
+        return Page.from_dict(data)
     except (ValueError, TypeError, KeyError):
         return None
 

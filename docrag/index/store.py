@@ -2,7 +2,9 @@
 
 One write = one SQLite transaction that bumps ``meta.generation``; the FAISS
 cache follows after the commit and is rebuilt from SQLite whenever its stamp
-does not match. Writers hold an exclusive lock file; readers never block.
+does not match. Writers hold an exclusive lock file (``.write.lock``); a reader
+takes it neither to open an index that is set up nor to search one whose FAISS
+cache is current, so it does not wait behind an ingest.
 
 >>> import tempfile, numpy as np
 >>> store = LocalStore(tempfile.mkdtemp(), embedder="fake", dim=2)
@@ -16,7 +18,9 @@ import contextlib
 import fcntl
 import json
 import os
+import re
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -60,6 +64,8 @@ CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, page);
 CREATE TABLE IF NOT EXISTS image_vectors (chunk_id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
 """
+# What a set-up index has: every table and index the schema creates.
+_SCHEMA_OBJECTS = frozenset(re.findall(r"IF NOT EXISTS (\w+)", _SCHEMA))
 
 
 class DocumentRecord(dict):
@@ -89,9 +95,16 @@ class LocalStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.execute("PRAGMA synchronous=NORMAL")
-        with self._write_lock():
-            self.db.executescript(_SCHEMA)
-            self._init_meta(embedder, dim)
+        if self._needs_setup():
+            # Creating the tables is a write: one writer at a time, and another
+            # may have finished it while this one waited, so decide again under
+            # the lock. An index that is already set up is opened without the
+            # lock, so readers never queue behind a writer's ingest.
+            with self._write_lock():
+                if self._needs_setup():
+                    self.db.executescript(_SCHEMA)
+                    self._init_meta(embedder, dim)
+        self._check_meta(embedder, dim)
         self.embedder = self.meta("embedder")
         self.dim = int(self.meta("dim"))
         self.vectors = VectorCache(self.path / "text.faiss", self.dim)
@@ -99,16 +112,27 @@ class LocalStore:
 
     # -- meta ---------------------------------------------------------------
 
+    def _needs_setup(self) -> bool:
+        """True when a table of the schema or the schema version is missing (a new or half-made index)."""
+        names = {r[0] for r in self.db.execute("SELECT name FROM sqlite_master")}
+        if not _SCHEMA_OBJECTS <= names:
+            return True
+        return self.db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None
+
     def _init_meta(self, embedder: str | None, dim: int | None) -> None:
-        have = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
-        if not have:
-            if embedder is None or dim is None:
-                raise StoreError(f"{self.path}: empty index; ingest documents first")
-            self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
-                ("schema_version", str(SCHEMA_VERSION)), ("embedder", embedder), ("dim", str(dim)),
-                ("generation", "0"), ("faiss_type", FAISS_FLAT), ("created_at", str(time.time())),
-            ])
+        """Record schema version, embedder and dimension in a new index (under the write lock)."""
+        if self.db.execute("SELECT 1 FROM meta LIMIT 1").fetchone() is not None:
             return
+        if embedder is None or dim is None:
+            raise StoreError(f"{self.path}: empty index; ingest documents first")
+        self.db.executemany("INSERT INTO meta VALUES (?, ?)", [
+            ("schema_version", str(SCHEMA_VERSION)), ("embedder", embedder), ("dim", str(dim)),
+            ("generation", "0"), ("faiss_type", FAISS_FLAT), ("created_at", str(time.time())),
+        ])
+
+    def _check_meta(self, embedder: str | None, dim: int | None) -> None:
+        """Refuse an index of another schema version, or built with another embedder than the one asked for."""
+        have = dict(self.db.execute("SELECT key, value FROM meta").fetchall())
         if int(have.get("schema_version", 0)) != SCHEMA_VERSION:
             raise StoreError(f"{self.path}: index schema {have.get('schema_version')} is not {SCHEMA_VERSION}; re-ingest into a new index")
         if embedder is not None and (have["embedder"] != embedder or (dim is not None and int(have["dim"]) != dim)):
@@ -136,7 +160,8 @@ class LocalStore:
             try:
                 fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
-                print(f"docrag: waiting for another writer on {self.path} ...", flush=True)
+                # stderr: stdout may be carrying --json output.
+                print(f"docrag: waiting for another writer on {self.path} ...", file=sys.stderr, flush=True)
                 fcntl.flock(fh, fcntl.LOCK_EX)
             try:
                 yield

@@ -35,10 +35,10 @@ try:  # optional: pip install 'docrag[serve]'; create_app says so when missing
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     _MISSING = _exc
 
-from docrag.config import IngestOptions, options_from_env
+from docrag.config import IngestOptions, ServingOptions, options_from_env
 from docrag.errors import ConfigError
 from docrag.index import parse_tags
-from docrag.integrations.jobs import Job, ReaderPool, ServiceIndex, SharedEmbedder, Writer
+from docrag.integrations.jobs import Job, ReaderPool, SharedEmbedder, Writer, service_index
 from docrag.integrations.uploads import UploadError, receive_uploads
 from docrag.integrations.http_errors import ApiError, CatchAll, install_error_handlers
 from docrag.integrations.http_models import DocumentOut, EmbeddingsRequest, ErrorOut, HitOut, JobOut, SearchRequest
@@ -50,7 +50,6 @@ log = logging.getLogger("docrag.serve")
 
 CROP_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
-HIT_KEYS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
 
 
 # -- the service ----------------------------------------------------------------
@@ -67,7 +66,7 @@ class _Service:
         self.rerankers = rerankers
         self.embedder = SharedEmbedder(self.path, options)
         self.readers = ReaderPool(self.path, options, self.embedder, readers)
-        self.writer = Writer(ServiceIndex(self.path, options, self.embedder), self.path / "uploads")
+        self.writer = Writer(service_index(self.path, options, self.embedder), self.path / "uploads")
 
     def close(self) -> None:
         self.writer.close()
@@ -102,15 +101,13 @@ def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
     with svc.readers.reader() as index:
         if not index.exists:
             return []
-        hits = index.search(body.query, k=body.k, kind=body.kind, mode=body.mode, source=body.source,
-                            pages=body.pages, tags=body.tags, rerank=body.rerank, window=body.window,
-                            group=body.group, rrf_k=body.rrf_k)
+        hits = index.search(body.query, body.options())
     root = request.scope.get("root_path", "")
     return [_hit_json(h, root, svc.path) for h in hits]
 
 
 def _hit_json(hit: Hit, root: str, index_dir: Path) -> dict[str, Any]:
-    out = {key: getattr(hit, key) for key in HIT_KEYS}
+    out = hit.to_json()
     out["source"] = _public_source(hit.source, index_dir)
     if hit.image:  # a URL the client can fetch, not a path on the server
         out["image"] = f"{root}/crops/{Path(hit.image).name}"
@@ -364,7 +361,7 @@ def serve(
     Raises:
         ConfigError: ``host`` is not loopback and there is no token (``token`` or ``DOCRAG_TOKEN``).
     """
-    token = token or os.environ.get("DOCRAG_TOKEN") or None
+    token = token or options_from_env(ServingOptions).token
     if token is None and not is_loopback(host):
         raise ConfigError(f"refusing to listen on {host} without a token; pass --token or set DOCRAG_TOKEN "
                           "(or bind to 127.0.0.1)")

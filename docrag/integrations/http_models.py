@@ -4,57 +4,30 @@ Pydantic models: FastAPI validates requests with them and documents both in Open
 
 >>> SearchRequest(query="fleet size", pages="2-5").pages
 (2, 5)
+>>> sorted(HitOut.model_fields) == sorted(HIT_FIELDS)
+True
 """
 
 from __future__ import annotations
 
 from typing import Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, Field
 
-from docrag.errors import ConfigError
-from docrag.index import parse_pages
+from docrag.config import SearchOptions
+from docrag.types import HIT_FIELDS
 
 __all__ = ["SearchRequest", "HitOut", "DocumentOut", "JobOut", "EmbeddingsRequest", "ErrorOut"]
 
 
-class SearchRequest(BaseModel):
-    """A search: the same options as ``docrag search``."""
-
-    model_config = ConfigDict(extra="forbid")
+class SearchRequest(SearchOptions):
+    """A search: the query and the same options as ``docrag search`` (:class:`docrag.config.SearchOptions`)."""
 
     query: str = Field(..., max_length=10_000, description="What to look for, in natural language.")
-    k: int = Field(5, ge=1, le=1000, description="Number of hits.")
-    kind: Literal["any", "text", "table", "figure", "chart", "caption"] = Field(
-        "any", description="Only hits of this kind ('figure' includes charts).")
-    mode: Literal["hybrid", "dense", "bm25"] = Field(
-        "hybrid", description="hybrid: BM25 and dense fused by reciprocal rank fusion.")
-    source: Optional[str] = Field(None, description="Only documents whose source or file name matches this glob.")
-    pages: Optional[tuple[int, int]] = Field(
-        None, description="Only this page range, 1-based and inclusive: \"2-5\", \"3\", [2, 5] or [3].")
-    tags: dict[str, str] = Field(default_factory=dict, description="Only documents with all these tags.")
-    rerank: Optional[str] = Field(
-        None, description="Re-score the top hits with this cross-encoder; only models the server enables.")
-    window: int = Field(0, ge=0, le=20, description="Add N neighbouring chunks of the same page to each hit.")
-    group: Literal["chunk", "page"] = Field("chunk", description="page: one hit per page (its best chunk).")
-    rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant of hybrid mode.")
 
-    @field_validator("pages", mode="before")
-    @classmethod
-    def _pages(cls, value: Any) -> Any:
-        if isinstance(value, str):
-            try:
-                return parse_pages(value)
-            except ConfigError as exc:
-                raise ValueError(str(exc)) from None
-        if isinstance(value, int) and not isinstance(value, bool):
-            value = [value]
-        if isinstance(value, list) and len(value) == 1:
-            value = [value[0], value[0]]
-        if isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) for v in value):
-            if not 1 <= value[0] <= value[1]:
-                raise ValueError(f"bad page range {list(value)}: pages are 1-based and first <= last")
-        return value
+    def options(self) -> SearchOptions:
+        """The search options without the query."""
+        return SearchOptions(**self.model_dump(exclude={"query"}))
 
 
 class HitOut(BaseModel):
@@ -68,7 +41,9 @@ class HitOut(BaseModel):
     chunk_bbox: Optional[tuple[float, float, float, float]] = Field(description="Box of the whole chunk.")
     kind: str = Field(description="text, table, figure, chart or caption.")
     text: str = Field(description="The chunk's text (with its neighbours when window > 0).")
-    score: float = Field(description="Relevance score (higher is better; scale depends on the mode).")
+    score: float = Field(description="Relevance score, higher is better; only the order means anything. hybrid: "
+                         "reciprocal-rank fusion (about 0.01-0.05); dense: cosine similarity; bm25: BM25; with "
+                         "rerank: the cross-encoder's score.")
     image: Optional[str] = Field(description="For figures and tables: URL path of the crop (GET /crops/{name}).")
     context: str = Field("", description="Document and section header the chunk was indexed with.")
 

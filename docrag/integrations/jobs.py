@@ -34,7 +34,7 @@ from docrag.errors import DocragError
 from docrag.index import DB_NAME, LocalStore
 from docrag.integrations.uploads import Upload
 
-__all__ = ["Job", "Writer", "ReaderPool", "ServiceIndex", "SharedEmbedder"]
+__all__ = ["Job", "Writer", "ReaderPool", "service_index", "SharedEmbedder"]
 
 log = logging.getLogger("docrag.serve")
 
@@ -66,22 +66,16 @@ class SharedEmbedder:
             return self._embedder
 
 
-class ServiceIndex(Index):
+def service_index(path: Path, options: IngestOptions, shared: SharedEmbedder) -> Index:
     """An ``Index`` whose embedder is the service's shared one (one model in memory, not one per reader)."""
-
-    def __init__(self, path: Path, options: IngestOptions, shared: SharedEmbedder) -> None:
-        super().__init__(path, options)
-        self._shared = shared
-
-    def embedder(self) -> TextEmbedder:
-        return self._shared.get()
+    return Index(path, options, embedder=shared.get)
 
 
 class ReaderPool:
     """Up to ``size`` read-only ``Index`` objects, each used by one request at a time."""
 
     def __init__(self, path: Path, options: IngestOptions, shared: SharedEmbedder, size: int = 4) -> None:
-        self._make: Callable[[], Index] = lambda: ServiceIndex(path, options, shared)
+        self._make: Callable[[], Index] = lambda: service_index(path, options, shared)
         self._size = max(1, size)
         self._made = 0
         self._free: queue.LifoQueue[Index] = queue.LifoQueue()

@@ -22,19 +22,10 @@ __all__ = ["DocragRetriever", "hit_to_document"]
 
 def hit_to_document(hit: Hit) -> Document:
     """A LangChain ``Document`` carrying the hit's text and provenance."""
-    return Document(
-        page_content=hit.text,
-        metadata={
-            "source": hit.source,
-            "doc_id": hit.doc_id,
-            "page": hit.page,
-            "bbox": list(hit.bbox),
-            "kind": hit.kind,
-            "score": hit.score,
-            "image": hit.image,
-            "context": hit.context,
-        },
-    )
+    metadata = hit.to_json()
+    text = metadata.pop("text")
+    metadata["bbox"] = list(hit.bbox)
+    return Document(page_content=text, metadata=metadata)
 
 
 class DocragRetriever(BaseRetriever):
@@ -51,6 +42,9 @@ class DocragRetriever(BaseRetriever):
     index: Any = Field(description="Index directory (str/Path) or a docrag.Index.")
     k: int = Field(5, ge=1, description="Number of documents to return.")
     kind: Optional[str] = Field(None, description="Only chunks of this kind (text, table, figure, ...).")
+    search_kwargs: dict[str, Any] = Field(
+        default_factory=dict, description="Other search options (docrag.config.SearchOptions fields: mode, "
+        "source, pages, tags, group='page' for one hit per page, ...).")
     _index: Any = PrivateAttr(default=None)
 
     def _get_index(self) -> Any:
@@ -61,5 +55,5 @@ class DocragRetriever(BaseRetriever):
         return self._index
 
     def _get_relevant_documents(self, query: str, *, run_manager: CallbackManagerForRetrieverRun) -> list[Document]:
-        hits = self._get_index().search(query, k=self.k, kind=self.kind)
+        hits = self._get_index().search(query, k=self.k, kind=self.kind, **self.search_kwargs)
         return [hit_to_document(h) for h in hits]

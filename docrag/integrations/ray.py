@@ -12,6 +12,10 @@ input; each actor writes it to a private temporary file and opens it there.
 Every node needs docrag (same version) and ``ray[data]`` installed, with the
 model packages its OCR engine uses.
 
+The engine is a plugin of :data:`docrag.workers.page_engines`: pyproject.toml
+names :class:`RayPages` under the ``docrag.page_engines`` entry points, so
+``--engine ray`` finds it without the workers importing this module.
+
 >>> from docrag.config import IngestOptions
 >>> engine = RayPages(IngestOptions(engine="ray", ocr="never"))
 >>> engine.resources()

@@ -19,13 +19,16 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import TYPE_CHECKING, Any, Iterator
 
 import numpy as np
 
 from docrag.errors import LoadError
 from docrag.io.sniff import FileType, sniff
 from docrag.types import BBox, Word
+
+if TYPE_CHECKING:
+    import pymupdf
 
 __all__ = ["Document", "PageSource", "open_document", "file_sha256"]
 
@@ -107,6 +110,21 @@ class PageSource:
             dpi = doc._image_dpi(self._frame)
             self.width = self._frame.width * 72.0 / dpi
             self.height = self._frame.height * 72.0 / dpi
+
+    @property
+    def pdf_page(self) -> pymupdf.Page | None:
+        """The PyMuPDF page (``pymupdf.Page``) behind this page; None for image files and unloadable pages.
+
+        For stages that read the PDF's own objects (drawings, images, fonts)
+        rather than its words or pixels.
+
+        >>> import pymupdf, tempfile, os
+        >>> path = os.path.join(tempfile.mkdtemp(), "one.pdf"); d = pymupdf.open(); _ = d.new_page(); d.save(path)
+        >>> with open_document(path) as doc:
+        ...     doc.page(1).pdf_page.number
+        0
+        """
+        return self._page
 
     def _check(self) -> None:
         if self._error is not None:

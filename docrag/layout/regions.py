@@ -45,17 +45,17 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
     the page image otherwise (``lines`` from OCR, in page points; ``raster``
     is rendered at 200 dpi when not given).
 
-    >>> import pymupdf; from docrag.io.document import PageSource
+    >>> import os, pymupdf, tempfile; from docrag.io import open_document
     >>> d = pymupdf.open(); p = d.new_page(); _ = p.draw_rect((100, 100, 300, 250), fill=(0, 0, 1))
-    >>> class S(PageSource):
-    ...     def __init__(self): self._page, self.width, self.height, self._error = p, p.rect.width, p.rect.height, None
-    >>> [(r.kind, r.bbox) for r in find_regions(S(), [])]
+    >>> path = os.path.join(tempfile.mkdtemp(), "figure.pdf"); d.save(path)
+    >>> with open_document(path) as doc:
+    ...     [(r.kind, r.bbox) for r in find_regions(doc.page(1), [])]
     [('figure', (100.0, 100.0, 300.0, 250.0))]
     """
     captions = find_captions(lines)
     taken = {i for cap in captions for i in cap[0]}
     if _born_digital(src, lines):
-        regions = _digital_regions(src._page, lines, taken)
+        regions = _digital_regions(src.pdf_page, lines, taken)
     else:
         raster = raster if raster is not None else src.render(200)
         regions = _scan_regions(raster, lines, taken)
@@ -71,7 +71,7 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
 
 def _born_digital(src: PageSource, lines: list[Line]) -> bool:
     """Read the page's content (text layer present, or no page-sized scan) rather than its image."""
-    if src._page is None:
+    if src.pdf_page is None:
         return False
     if any(ln.source == "text" for ln in lines):
         return True

@@ -25,7 +25,8 @@ from typing import Any
 import cv2
 import numpy as np
 
-from docrag.detect.dbnet import default_threads, make_session, rapidocr_model_path
+from docrag.config import default_threads
+from docrag.detect.dbnet import make_session, rapidocr_model_path
 from docrag.errors import ModelError
 from docrag.recognize import RECOGNIZERS, Recognized
 from docrag.recognize.crop import crop_quad

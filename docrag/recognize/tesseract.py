@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from docrag.config import subprocess_env
 from docrag.errors import ModelError
 from docrag.recognize import RECOGNIZERS, Recognized
 from docrag.recognize.crop import crop_quad
@@ -139,7 +140,7 @@ class TesseractRecognizer:
     def _call(self, cmd: list[str], data: bytes) -> bytes:
         # One thread per call: tesseract's OpenMP threads fight the page workers
         # for cores and are slower than a single thread on small images.
-        env = {**os.environ, "OMP_THREAD_LIMIT": os.environ.get("OMP_THREAD_LIMIT", "1")}
+        env = subprocess_env(OMP_THREAD_LIMIT="1")
         try:
             done = subprocess.run(cmd, input=data, capture_output=True, timeout=self.timeout, env=env, check=False)
         except FileNotFoundError:

@@ -4,27 +4,27 @@ Modes: ``dense`` (FAISS cosine), ``bm25`` (SQLite FTS5) and ``hybrid`` (both,
 fused by reciprocal rank fusion; the default). Filters apply before ranking.
 Optional cross-encoder reranking, overlap dedupe, one hit per page, context
 windows of neighbouring chunks, and evidence boxes narrowed to the lines that
-match.
+match. Documents whose company or year the query names get a boost
+(:mod:`docrag.retrieve.cues`).
 """
 
 from __future__ import annotations
 
-import re
 from typing import Literal
 
 import numpy as np
 
-from docrag.chunk.context import query_cues
 from docrag.embed import TextEmbedder
 from docrag.embed.image import ImageEmbedder
 from docrag.index import Filters, LocalStore
 from docrag.retrieve.context import expand_window
+from docrag.retrieve.cues import cued_documents
 from docrag.retrieve.fusion import dedupe_overlaps, group_by_page, rrf
 from docrag.retrieve.locate import locate_evidence
 from docrag.retrieve.rerank import Reranker
 from docrag.types import Hit
 
-__all__ = ["search", "cued_documents", "Mode"]
+__all__ = ["search", "Mode"]
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
@@ -110,23 +110,3 @@ def search(
         locate_evidence(hits, query, qvec if qvec is not None else embedder.embed_query(query), embedder)
     return hits
 
-
-def cued_documents(store: LocalStore, query: str) -> list[str]:
-    """Documents whose profile matches a year or a name the query mentions (none if all or none match)."""
-    cues = query_cues(query)
-    if not cues["years"] and not cues["words"]:
-        return []
-    profiles = store.profiles()
-    scored = {}
-    for doc_id, p in profiles.items():
-        name_words = {w.lower() for w in re.findall(r"[A-Za-z][A-Za-z&-]{2,}", p.get("company", "") or p.get("title", ""))}
-        name_words -= {"inc", "corp", "corporation", "company", "ltd", "limited", "llc", "plc", "group", "holdings",
-                       "the", "and", "annual", "report", "form"}
-        year = p.get("fiscal_year") or p.get("year")
-        hit = (1 if name_words & cues["words"] else 0) + (1 if year and year in cues["years"] else 0)
-        if hit:
-            scored[doc_id] = hit
-    if not scored or len(scored) == len(profiles):
-        return []
-    best = max(scored.values())
-    return sorted(d for d, v in scored.items() if v == best)

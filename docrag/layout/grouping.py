@@ -1,0 +1,117 @@
+"""Regions group lines; they never remove them.
+
+After the reading order is found, the lines that lie in a region (a table, a
+boxed note, a figure) are gathered into one block of the region's kind, placed
+where the region's first line is read. Every line stays on the page exactly
+once: in ``Page.lines`` (``docrag ocr --json``, the searchable PDF) and in the
+blocks. Table blocks read row by row, box blocks stay where they are read, and
+figure blocks hold the figure's labels; ``Page.text`` leaves figure blocks out
+(their words go with the figure's own chunk, after its caption).
+
+A region that holds running prose (text printed over a photo, a page-sized
+false figure on a bilevel scan) is a picture *behind* text: its lines stay in
+the running text.
+
+>>> from docrag.types import Block, Line, Region
+>>> body = [Line("Intro text", (0, 0, 100, 10)), Line("Sales 12", (0, 20, 100, 30)), Line("End", (0, 40, 50, 50))]
+>>> blocks = group_regions([Block(body, (0, 0, 100, 50))], [Region("table", (0, 18, 100, 32))])
+>>> [(b.kind, b.text) for b in blocks]
+[('text', 'Intro text'), ('table', 'Sales 12'), ('text', 'End')]
+"""
+
+from __future__ import annotations
+
+from docrag.types import Block, BlockKind, Line, Region, inside_share, union
+
+__all__ = ["group_regions", "region_lines", "holds_prose", "FIGURE_BLOCKS"]
+
+FIGURE_BLOCKS = ("figure", "chart")
+"""Block kinds whose text belongs to a picture, not to the running text."""
+# Share of a line's box that must lie in a region for the line to belong to it.
+INSIDE = 0.5
+# A region whose lines carry this many words at this many words per line is prose
+# with a picture behind it (a full-bleed photo, a tinted page), not a figure's labels.
+PROSE_WORDS = 40
+PROSE_WORDS_PER_LINE = 5.0
+
+
+def region_lines(region: Region, lines: list[Line]) -> list[int]:
+    """Indices of ``lines`` that lie in ``region``."""
+    return [i for i, ln in enumerate(lines) if inside_share(ln.bbox, region.bbox) >= INSIDE]
+
+
+def holds_prose(lines: list[Line]) -> bool:
+    """True when ``lines`` read as running text (many words, long lines), not as labels.
+
+    >>> from docrag.types import Line
+    >>> holds_prose([Line("0 10 20 30", (0, 0, 9, 9))])
+    False
+    """
+    words = sum(len(ln.text.split()) for ln in lines)
+    return words >= PROSE_WORDS and words / max(1, len(lines)) >= PROSE_WORDS_PER_LINE
+
+
+def group_regions(blocks: list[Block], regions: list[Region]) -> list[Block]:
+    """``blocks`` with each region's lines gathered into one block of its kind, at its reading place.
+
+    A line in several regions goes to the smallest. Figures holding prose keep
+    their lines in the running text.
+    """
+    lines = [ln for b in blocks for ln in b.lines]
+    owner: dict[int, int] = {}  # id(line) -> region index
+    for r_idx in sorted(range(len(regions)), key=lambda i: _area(regions[i].bbox)):
+        region = regions[r_idx]
+        mine = [lines[i] for i in region_lines(region, lines) if id(lines[i]) not in owner]
+        if region.kind in FIGURE_BLOCKS and holds_prose(mine):
+            continue
+        for ln in mine:
+            owner[id(ln)] = r_idx
+    out: list[Block] = []
+    placed: set[int] = set()
+    for block in blocks:
+        run: list[Line] = []
+        for ln in block.lines:
+            r_idx = owner.get(id(ln))
+            if r_idx is None:
+                run.append(ln)
+                continue
+            if r_idx in placed:
+                continue
+            if run:
+                out.append(_like(block, run))
+                run = []
+            placed.add(r_idx)
+            members = [x for x in lines if owner.get(id(x)) == r_idx]
+            out.append(_region_block(regions[r_idx], members, block.column))
+        if run:
+            out.append(_like(block, run))
+    return out
+
+
+def _region_block(region: Region, lines: list[Line], column: int) -> Block:
+    kind: BlockKind = region.kind
+    ordered = _rows(lines) if region.kind == "table" else lines
+    return Block(lines=ordered, bbox=union([ln.bbox for ln in ordered]), kind=kind, column=column)
+
+
+def _rows(lines: list[Line]) -> list[Line]:
+    """Lines row by row (rows by vertical centre, top to bottom), cells left to right."""
+    rows: list[list[Line]] = []
+    for ln in sorted(lines, key=lambda x: (x.bbox[1] + x.bbox[3]) / 2):
+        mid, h = (ln.bbox[1] + ln.bbox[3]) / 2, ln.bbox[3] - ln.bbox[1]
+        if rows:
+            last = rows[-1]
+            last_mid = sum((x.bbox[1] + x.bbox[3]) / 2 for x in last) / len(last)
+            if abs(mid - last_mid) < 0.5 * max(h, min(x.bbox[3] - x.bbox[1] for x in last)):
+                last.append(ln)
+                continue
+        rows.append([ln])
+    return [ln for row in rows for ln in sorted(row, key=lambda x: x.bbox[0])]
+
+
+def _like(block: Block, lines: list[Line]) -> Block:
+    return Block(lines=lines, bbox=union([ln.bbox for ln in lines]), kind=block.kind, column=block.column)
+
+
+def _area(box: tuple[float, float, float, float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
