@@ -30,7 +30,6 @@ def _snapshot(path: Path) -> tuple:
     return docs, texts, top
 
 
-@pytest.mark.slow
 def test_two_concurrent_ingests_equal_a_sequential_one(tmp_path: Path, fixtures_dir: Path) -> None:
     a = [fixtures_dir / "report.pdf", fixtures_dir / "mixed.pdf", fixtures_dir / "visual.pdf"]
     b = [fixtures_dir / "visual.pdf", fixtures_dir / "report.pdf"]  # overlapping on purpose

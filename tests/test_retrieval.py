@@ -33,8 +33,8 @@ def test_fts5_syntax_characters_return_results(tagged: Index, query: str, mode: 
     hits = tagged.search(query, k=3, mode=mode)
     assert hits, query
     # FTS5 syntax is read as plain words: the same hits as the query's words alone. In hybrid
-    # mode this is what shows the BM25 side ran (dense hits alone would differ), and a word
-    # such as NOT, AND or NEAR counts as a word, never as an operator.
+    # mode this is what shows the BM25 side ran (dense hits alone would differ); NOT, AND, OR
+    # and NEAR are read like the same words typed plainly, never as operators.
     words = " ".join(re.findall(r"\w+", query))
     plain = tagged.search(words, k=3, mode=mode)
     assert [(h.chunk_id, h.score) for h in hits] == [(h.chunk_id, h.score) for h in plain], (query, words)
