@@ -8,7 +8,7 @@ runs the same :func:`~docrag.pipeline.read_page` on a Ray cluster
 ``docrag.page_engines`` group). Every engine yields the pages of one
 document in page order, each already laid out, failures recorded on the page.
 
->>> from docrag.config import IngestOptions
+>>> from docrag.config import IngestOptions, share_threads, usable_cores
 >>> from docrag.io import open_document
 >>> engine = get_page_engine(IngestOptions(ocr="never", workers=1))
 >>> with open_document("fixtures/data/report.pdf") as doc:  # doctest: +SKIP
@@ -19,14 +19,13 @@ document in page order, each already laid out, failures recorded on the page.
 from __future__ import annotations
 
 import multiprocessing
-import os
 import signal
 from collections import deque
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from typing import Any, Iterator, Protocol, Sequence
 
-from docrag.config import IngestOptions
+from docrag.config import IngestOptions, share_threads, usable_cores
 from docrag.io import open_document
 from docrag.io.document import Document
 from docrag.pipeline import failed_page, read_page
@@ -65,10 +64,7 @@ def get_page_engine(options: IngestOptions) -> PageEngine:
 
 def auto_workers() -> int:
     """Worker processes for ``workers=0``: one per usable core."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
+    return usable_cores()
 
 
 class LocalPages:
@@ -171,8 +167,7 @@ _open: dict[str, Any] = {}
 def _init_worker(options: IngestOptions, threads: int) -> None:
     global _options
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    os.environ["DOCRAG_THREADS"] = str(threads)
-    os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+    share_threads(threads)
     _options = options
 
 

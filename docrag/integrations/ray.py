@@ -36,7 +36,7 @@ from typing import Any, Callable, Iterator, Sequence
 
 import numpy as np
 
-from docrag.config import IngestOptions
+from docrag.config import IngestOptions, share_threads
 from docrag.io import open_document
 from docrag.io.document import Document
 from docrag.pipeline import failed_page, read_page
@@ -211,8 +211,7 @@ class _PageReader:
                  work: Callable[[Document, int, IngestOptions], Page], threads: int) -> None:
         import ray
 
-        os.environ["DOCRAG_THREADS"] = str(threads)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        share_threads(threads)
         self.options, self.work = options, work
         blob = ray.get(data) if isinstance(data, ray.ObjectRef) else data
         fd, path = tempfile.mkstemp(prefix="docrag-", suffix=os.path.splitext(source)[1])
