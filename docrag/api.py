@@ -147,7 +147,8 @@ class Index:
         ``window``, ``group``, ``rrf_k``, ``locate``, ``cues``).
         """
         opts: SearchOptions = build_options(SearchOptions, options, **overrides)
-        filters = Filters(source=opts.source, pages=opts.pages, kind=opts.kind, tags=dict(opts.tags))
+        filters = Filters(source=opts.source, pages=opts.pages, kind=opts.kind, tags=dict(opts.tags),
+                          min_confidence=opts.min_confidence)
         reranker = get_reranker(opts.rerank) if opts.rerank else None
         return search(self.store(), self.embedder(), query, k=opts.k, mode=opts.mode, filters=filters,
                       rrf_k=opts.rrf_k, reranker=reranker, window=opts.window, group=opts.group,

@@ -200,7 +200,8 @@ def search(query: str, index_dir: str, highlight_dir: str | None, as_json: bool,
     click.echo(f"score: {note}", err=True)
     for rank, h in enumerate(hits, 1):
         box = ", ".join(f"{v:.0f}" for v in h.bbox)
-        click.echo(f"{rank:>2}. {h.score:.3f}  {h.source}  p.{h.page}  [{box}]  {h.kind}")
+        read = f"  {h.read_by} {h.confidence:.2f}" if h.read_by and h.confidence is not None else ""
+        click.echo(f"{rank:>2}. {h.score:.3f}  {h.source}  p.{h.page}  [{box}]  {h.kind}{read}")
         click.echo(textwrap.indent(textwrap.shorten(h.text.replace("\n", " "), 300, placeholder=" …"), "    "))
 
 

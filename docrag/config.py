@@ -193,6 +193,8 @@ class SearchOptions(_Options):
     rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant of hybrid mode (higher flattens the fusion).")
     locate: bool = Field(True, description="Narrow each hit's box to the lines that match the query.")
     cues: bool = Field(True, description="Boost documents whose company or fiscal year the query names.")
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="Only chunks whose lines were read with at least "
+                                  "this mean recognition confidence (text-layer lines count 1.0).")
 
     @field_validator("kind", mode="before")
     @classmethod

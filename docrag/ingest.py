@@ -142,7 +142,8 @@ class Ingestor:
             if result.pages and not any(p.method != "failed" for p in pages):
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
-            built = assemble(pages, doc.doc_id, doc.source, doc.metadata(), self.options, tags)
+            built = assemble(pages, doc.doc_id, doc.source, doc.metadata(), self.options, tags,
+                             ocr_engine=self.options.ocr_engine)
             result.profile = built.profile
             chunks = built.chunks
             # Embedded with their document/section header; displayed without it.

@@ -160,7 +160,11 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: in
             region.inner_text = table_to_markdown(region, lines)
         else:
             region.inner_text = " ".join(lines[i].text for i in region_lines(region, lines))
-    page.blocks = group_regions(page.blocks, regions)
+    relayout = None
+    if page.orientation == 0 and abs(page.skew) < 0.5:  # page space is the reading frame
+        analyzer = get_layout("heuristic")
+        relayout = lambda lines: analyzer.analyze(lines, page.width, page.height)  # noqa: E731
+    page.blocks = group_regions(page.blocks, regions, relayout)
     crop_from = src.render(crop_dpi)
     for region in regions:
         if region.kind != "box":

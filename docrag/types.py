@@ -215,6 +215,15 @@ class Chunk(_Serializable):
     """For figures/charts/tables: the crop's path relative to the index directory."""
     context: str = ""
     """Document and section header ("Northwind Corp · 10-K · FY2019 · Item 8") embedded with the text."""
+    read_by: str = ""
+    """How its lines were read: ``text-layer``, an OCR engine's name (``ppocr``...), or both joined by ``+``."""
+    line_confidences: list[float] = field(default_factory=list)
+    """Recognition confidence of each line, parallel to ``line_boxes`` (1.0 for the text layer)."""
+
+    @property
+    def confidence(self) -> float:
+        """Mean recognition confidence of the chunk's lines (1.0 when it has none)."""
+        return sum(self.line_confidences) / len(self.line_confidences) if self.line_confidences else 1.0
 
 
 @dataclass
@@ -242,13 +251,20 @@ class Hit(_Serializable):
     """Absolute path of the document file (``source`` is the name it was ingested under)."""
     context: str = ""
     """The document/section header the chunk was indexed with."""
+    read_by: str = ""
+    """How the page's evidence was read: ``text-layer`` or the OCR engine's name."""
+    confidence: float | None = None
+    """Mean recognition confidence of the evidence lines (of the chunk's lines before they are located)."""
+    line_confidences: list[float] = field(default_factory=list)
+    """Recognition confidence of each line, parallel to ``line_boxes``."""
 
     def to_json(self) -> dict[str, Any]:
         """The hit as every interface shows it (``--json``, HTTP, LangChain metadata): :data:`HIT_FIELDS`."""
         return {key: getattr(self, key) for key in HIT_FIELDS}
 
 
-HIT_FIELDS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context")
+HIT_FIELDS = ("source", "doc_id", "page", "bbox", "chunk_bbox", "kind", "text", "score", "image", "context",
+              "read_by", "confidence")
 """The fields of a hit that users see, in this order; defined once for every interface."""
 
 

@@ -21,12 +21,23 @@ from typing import Callable
 
 from docrag.types import Chunk, Line, Page, union
 
-__all__ = ["chunk_page", "approx_tokens", "join_lines", "join_with_spans"]
+__all__ = ["read_by", "chunk_page", "approx_tokens", "join_lines", "join_with_spans"]
 
 
 SKIPPED = ("page_header", "page_footer", "table", "figure", "chart")
 """Blocks left out of text chunks: running furniture, and regions that have chunks of their own
 (tables as Markdown rows, figures and charts with their labels: :mod:`docrag.chunk.visual`)."""
+
+
+def read_by(lines: list[Line], ocr_engine: str = "ocr") -> str:
+    """How ``lines`` were read: ``text-layer``, the OCR engine's name, or both (``text-layer+ppocr``).
+
+    >>> read_by([Line("a", (0, 0, 1, 1), source="ocr")], "ppocr")
+    'ppocr'
+    """
+    sources = {ln.source for ln in lines}
+    names = (["text-layer"] if "text" in sources else []) + ([ocr_engine] if "ocr" in sources else [])
+    return "+".join(names)
 
 
 def approx_tokens(text: str) -> int:
@@ -121,10 +132,12 @@ def chunk_page(
             part, part_spans = join_with_spans(blk, start=len(text))
             text += part
             spans += part_spans
-        boxes = [ln.bbox for blk in group for ln in blk]
+        lines = [ln for blk in group for ln in blk]
+        boxes = [ln.bbox for ln in lines]
         chunks.append(
             Chunk(doc_id=doc_id, source=source, page=page.number, text=text, bbox=union(boxes),
-                  line_boxes=boxes, kind="text", ordinal=i, line_spans=spans)
+                  line_boxes=boxes, kind="text", ordinal=i, line_spans=spans, read_by=read_by(lines),
+                  line_confidences=[ln.confidence for ln in lines])
         )
     return chunks
 

@@ -58,6 +58,7 @@ def assemble(
     metadata: dict[str, Any] | None = None,
     options: ChunkingOptions | None = None,
     tags: dict[str, str] | None = None,
+    ocr_engine: str = "ocr",
 ) -> Assembly:
     """Chunks, crops and profile of a document whose pages have been read.
 
@@ -69,6 +70,7 @@ def assemble(
         options: Chunk size, overlap and context headers.
         tags: Document tags; ``title``, ``company``, ``report_type`` and
             ``fiscal_year`` override what the pages say.
+        ocr_engine: The recognizer's name, recorded as how OCR'd chunks were read.
     """
     options = options or ChunkingOptions()
     mark_furniture(pages)
@@ -97,4 +99,5 @@ def assemble(
             out.chunks.append(chunk)
     for i, chunk in enumerate(out.chunks):
         chunk.ordinal = i
+        chunk.read_by = "+".join(ocr_engine if part == "ocr" else part for part in chunk.read_by.split("+") if part)
     return out

@@ -17,6 +17,8 @@ from __future__ import annotations
 import re
 from collections import defaultdict
 
+from docrag.chunk import read_by
+from docrag.layout.grouping import region_lines
 from docrag.types import Chunk, Page, Region
 
 __all__ = ["label", "referring_sentences", "visual_chunks", "visual_regions", "describe_subtype"]
@@ -61,6 +63,10 @@ def describe_subtype(kind: str, subtype: str) -> str:
     return _SUBTYPES.get(subtype, kind)
 
 
+def _page_reading(page: Page) -> str:
+    return "text-layer" if page.method == "text" else "ocr"
+
+
 def visual_regions(page: Page) -> list[Region]:
     """The page's pictures and tables, which get chunks of their own (boxes are read as text blocks)."""
     return [r for r in page.regions if r.kind != "box"]
@@ -85,7 +91,10 @@ def visual_chunks(page: Page, doc_id: str, source: str, refs: dict[tuple[str, st
             head = " ".join(region.caption.split())[:24]
             parts += [s for s in refs.get(key, []) if not s.startswith(head) and s not in region.caption][:3]
         text = "\n".join(p for p in parts if p)
+        inside = [page.lines[j] for j in region_lines(region, page.lines)]
+        confidence = sum(ln.confidence for ln in inside) / len(inside) if inside else 1.0
         chunks.append(Chunk(doc_id=doc_id, source=source, page=page.number, text=text, bbox=region.bbox,
-                            line_boxes=[region.bbox], kind=region.kind, ordinal=start + i,
-                            line_spans=[(0, len(text))]))
+                            line_boxes=[region.bbox], kind=region.kind, ordinal=start + i,  # type: ignore[arg-type]
+                            line_spans=[(0, len(text))], read_by=read_by(inside) or _page_reading(page),
+                            line_confidences=[round(confidence, 4)]))
     return chunks

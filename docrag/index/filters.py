@@ -34,10 +34,12 @@ class Filters:
     kind: str | None = None
     tags: dict[str, str] = field(default_factory=dict)
     doc_ids: tuple[str, ...] = ()
+    min_confidence: float = 0.0
 
     @property
     def is_empty(self) -> bool:
-        return not (self.source or self.pages or (self.kind and self.kind != "any") or self.tags or self.doc_ids)
+        return not (self.source or self.pages or (self.kind and self.kind != "any") or self.tags or self.doc_ids
+                    or self.min_confidence > 0)
 
     def sql(self) -> tuple[str, list[Any]]:
         """A WHERE clause over ``chunks c JOIN documents d`` and its parameters."""
@@ -54,6 +56,9 @@ class Filters:
         elif self.kind and self.kind != "any":
             parts.append("c.kind = ?")
             params.append(self.kind)
+        if self.min_confidence > 0:
+            parts.append("c.confidence >= ?")
+            params.append(self.min_confidence)
         if self.doc_ids:
             parts.append(f"d.doc_id IN ({','.join('?' * len(self.doc_ids))})")
             params += list(self.doc_ids)

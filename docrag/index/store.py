@@ -36,7 +36,13 @@ from docrag.types import Chunk, Hit, Page
 
 __all__ = ["LocalStore", "DocumentRecord", "SCHEMA_VERSION"]
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
+# Each step takes an index of the version before it to the next one (under the write lock).
+_MIGRATIONS = {
+    3: ["ALTER TABLE chunks ADD COLUMN read_by TEXT NOT NULL DEFAULT ''",
+        "ALTER TABLE chunks ADD COLUMN line_conf TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE chunks ADD COLUMN confidence REAL NOT NULL DEFAULT 1.0"],
+}
 DB_NAME = "docrag.sqlite"
 
 _SCHEMA = """
@@ -59,7 +65,8 @@ CREATE TABLE IF NOT EXISTS chunks (
     doc_id TEXT NOT NULL REFERENCES documents(doc_id) ON DELETE CASCADE,
     page INTEGER NOT NULL, ordinal INTEGER NOT NULL, kind TEXT NOT NULL, text TEXT NOT NULL,
     bbox TEXT NOT NULL, line_boxes TEXT NOT NULL, line_spans TEXT NOT NULL, image TEXT, context TEXT NOT NULL DEFAULT '',
-    vector BLOB NOT NULL);
+    vector BLOB NOT NULL, read_by TEXT NOT NULL DEFAULT '', line_conf TEXT NOT NULL DEFAULT '[]',
+    confidence REAL NOT NULL DEFAULT 1.0);
 CREATE INDEX IF NOT EXISTS chunks_doc ON chunks(doc_id, page);
 CREATE TABLE IF NOT EXISTS image_vectors (chunk_id INTEGER PRIMARY KEY, vector BLOB NOT NULL);
 CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize = 'unicode61 remove_diacritics 2');
@@ -104,6 +111,9 @@ class LocalStore:
                 if self._needs_setup():
                     self.db.executescript(_SCHEMA)
                     self._init_meta(embedder, dim)
+        if self._version() < SCHEMA_VERSION and self._version() + 1 in _MIGRATIONS:
+            with self._write_lock():
+                self._migrate()
         self._check_meta(embedder, dim)
         self.embedder = self.meta("embedder")
         self.dim = int(self.meta("dim"))
@@ -118,6 +128,24 @@ class LocalStore:
         if not _SCHEMA_OBJECTS <= names:
             return True
         return self.db.execute("SELECT 1 FROM meta WHERE key = 'schema_version'").fetchone() is None
+
+    def _version(self) -> int:
+        row = self.db.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+        return int(row[0]) if row else 0
+
+    def _migrate(self) -> None:
+        """Bring an older index up to :data:`SCHEMA_VERSION`, one step per transaction (under the write lock)."""
+        while self._version() < SCHEMA_VERSION and self._version() + 1 in _MIGRATIONS:
+            target = self._version() + 1
+            self.db.execute("BEGIN IMMEDIATE")
+            try:
+                for sql in _MIGRATIONS[target]:
+                    self.db.execute(sql)
+                self.db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(target),))
+            except BaseException:
+                self.db.execute("ROLLBACK")
+                raise
+            self.db.execute("COMMIT")
 
     def _init_meta(self, embedder: str | None, dim: int | None) -> None:
         """Record schema version, embedder and dimension in a new index (under the write lock)."""
@@ -265,10 +293,11 @@ class LocalStore:
                 for chunk, vec in zip(chunks, vectors):
                     cur = db.execute(
                         "INSERT INTO chunks (doc_id, page, ordinal, kind, text, bbox, line_boxes, line_spans, image, context, "
-                        "vector) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        "vector, read_by, line_conf, confidence) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         (chunk.doc_id, chunk.page, chunk.ordinal, chunk.kind, chunk.text, json.dumps(chunk.bbox),
                          json.dumps(chunk.line_boxes), json.dumps(chunk.line_spans), chunk.image, chunk.context,
-                         vec.tobytes()),
+                         vec.tobytes(), chunk.read_by, json.dumps([round(c, 4) for c in chunk.line_confidences]),
+                         chunk.confidence),
                     )
                     ids.append(int(cur.lastrowid))
                     # The header goes into BM25 too: a question naming the company or year matches it.
@@ -435,7 +464,7 @@ class LocalStore:
             r["id"]: r
             for r in self.db.execute(
                 f"SELECT c.id, c.doc_id, d.source, d.path, c.page, c.text, c.bbox, c.line_boxes, c.line_spans, c.kind, "
-                f"c.image, c.context "
+                f"c.image, c.context, c.read_by, c.line_conf, c.confidence "
                 f"FROM chunks c JOIN documents d USING (doc_id) WHERE c.id IN ({marks})", ids,
             )
         }
@@ -450,7 +479,8 @@ class LocalStore:
                            line_boxes=[tuple(b) for b in json.loads(r["line_boxes"])],
                            image=str(self.path / r["image"]) if r["image"] else None, chunk_id=cid, chunk_bbox=bbox,
                            line_spans=[tuple(s) for s in json.loads(r["line_spans"])], path=r["path"],
-                           context=r["context"]))
+                           context=r["context"], read_by=r["read_by"], confidence=round(r["confidence"], 4),
+                           line_confidences=json.loads(r["line_conf"])))
         return out
 
     def stats(self) -> dict[str, Any]:

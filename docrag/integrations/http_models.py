@@ -46,6 +46,9 @@ class HitOut(BaseModel):
                          "rerank: the cross-encoder's score.")
     image: Optional[str] = Field(description="For figures and tables: URL path of the crop (GET /crops/{name}).")
     context: str = Field("", description="Document and section header the chunk was indexed with.")
+    read_by: str = Field("", description="How the evidence was read: text-layer, or the OCR engine's name (ppocr...).")
+    confidence: Optional[float] = Field(None, description="Mean recognition confidence of the evidence lines, "
+                                        "0-1 (1.0 for the text layer).")
 
 
 class DocumentOut(BaseModel):

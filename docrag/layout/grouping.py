@@ -21,6 +21,8 @@ the running text.
 
 from __future__ import annotations
 
+from typing import Callable
+
 from docrag.types import Block, BlockKind, Line, Region, inside_share, union
 
 __all__ = ["group_regions", "region_lines", "holds_prose", "FIGURE_BLOCKS"]
@@ -51,11 +53,14 @@ def holds_prose(lines: list[Line]) -> bool:
     return words >= PROSE_WORDS and words / max(1, len(lines)) >= PROSE_WORDS_PER_LINE
 
 
-def group_regions(blocks: list[Block], regions: list[Region]) -> list[Block]:
+def group_regions(blocks: list[Block], regions: list[Region],
+                  relayout: Callable[[list[Line]], list[Block]] | None = None) -> list[Block]:
     """``blocks`` with each region's lines gathered into one block of its kind, at its reading place.
 
     A line in several regions goes to the smallest. Figures holding prose keep
-    their lines in the running text.
+    their lines in the running text. With ``relayout`` (the layout analyzer, in
+    page space) the reading order is found again with each region standing as
+    one tall line: labels, ticks and cells no longer hide the column gutters.
     """
     lines = [ln for b in blocks for ln in b.lines]
     owner: dict[int, int] = {}  # id(line) -> region index
@@ -66,6 +71,25 @@ def group_regions(blocks: list[Block], regions: list[Region]) -> list[Block]:
             continue
         for ln in mine:
             owner[id(ln)] = r_idx
+    if relayout is not None and owner:
+        stand_ins = {r_idx: Line(text=f"[{regions[r_idx].kind}]", bbox=regions[r_idx].bbox)
+                     for r_idx in sorted(set(owner.values()))}
+        free = [ln for ln in lines if id(ln) not in owner]
+        ordered = relayout(free + list(stand_ins.values()))
+        if sum(len(b.lines) for b in ordered) == len(free) + len(stand_ins):  # nothing dropped or split
+            members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in stand_ins}
+            for r_idx, stand_in in stand_ins.items():
+                owner[id(stand_in)] = r_idx
+            lines = [ln for b in ordered for ln in b.lines]
+            blocks = ordered
+            return _walk(blocks, owner, regions, members)
+    members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in set(owner.values())}
+    return _walk(blocks, owner, regions, members)
+
+
+def _walk(blocks: list[Block], owner: dict[int, int], regions: list[Region],
+          members: dict[int, list[Line]]) -> list[Block]:
+    """Blocks in order, each region's block standing where its first line (or stand-in) is read."""
     out: list[Block] = []
     placed: set[int] = set()
     for block in blocks:
@@ -81,8 +105,7 @@ def group_regions(blocks: list[Block], regions: list[Region]) -> list[Block]:
                 out.append(_like(block, run))
                 run = []
             placed.add(r_idx)
-            members = [x for x in lines if owner.get(id(x)) == r_idx]
-            out.append(_region_block(regions[r_idx], members, block.column))
+            out.append(_region_block(regions[r_idx], members[r_idx], block.column))
         if run:
             out.append(_like(block, run))
     return out

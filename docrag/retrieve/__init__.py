@@ -10,6 +10,7 @@ match. Documents whose company or year the query names get a boost
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Literal
 
 import numpy as np
@@ -80,7 +81,7 @@ def search(
         # Two-stage in spirit: the documents the question names (company, year) get
         # their own dense ranking in the fusion. A boost, never a filter.
         f = filters or Filters()
-        within = Filters(source=f.source, pages=f.pages, kind=f.kind, tags=f.tags, doc_ids=tuple(cued))
+        within = dataclasses.replace(f, doc_ids=tuple(cued))
         rankings.append(store.search_vector(qvec, depth, within))
         weights.append(1.0)
     # Figure and table chunks hold few words (a caption, axis labels): their BM25

@@ -20,14 +20,16 @@ def expand_window(store: LocalStore, hits: list[Hit], n: int) -> None:
             continue
         ids = store.neighbours(hit.chunk_id, n)
         parts = {h.chunk_id: h for h in store.hits([(i, 0.0) for i in ids])}
-        text, boxes, spans = "", [], []
+        text, boxes, spans, confs = "", [], [], []
         seen: set[tuple[float, ...]] = set()
         for cid in ids:
             part = parts.get(cid)
             if part is None:
                 continue
             prev_end: int | None = None
-            for box, (a, b) in zip(part.line_boxes, part.line_spans):
+            part_confs = part.line_confidences if len(part.line_confidences) == len(part.line_boxes) \
+                else [1.0] * len(part.line_boxes)
+            for box, (a, b), conf in zip(part.line_boxes, part.line_spans, part_confs):
                 key = tuple(round(v, 1) for v in box)
                 if key in seen:
                     prev_end = b
@@ -43,7 +45,8 @@ def expand_window(store: LocalStore, hits: list[Hit], n: int) -> None:
                 spans.append((len(text), len(text) + (b - a)))
                 text += part.text[a:b]
                 boxes.append(box)
+                confs.append(conf)
                 prev_end = b
         if boxes:
-            hit.text, hit.line_boxes, hit.line_spans = text, boxes, spans
+            hit.text, hit.line_boxes, hit.line_spans, hit.line_confidences = text, boxes, spans, confs
             hit.chunk_bbox = union(boxes)

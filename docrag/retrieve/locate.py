@@ -97,3 +97,5 @@ def locate_evidence(hits: list[Hit], query: str, query_vec: np.ndarray, embedder
 
 def _narrow(hit: Hit, lines: list[int]) -> None:
     hit.bbox = union([hit.line_boxes[i] for i in lines])
+    if len(hit.line_confidences) == len(hit.line_boxes):  # the evidence's own confidence
+        hit.confidence = round(sum(hit.line_confidences[i] for i in lines) / len(lines), 4)
