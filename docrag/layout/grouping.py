@@ -35,6 +35,8 @@ INSIDE = 0.5
 # with a picture behind it (a full-bleed photo, a tinted page), not a figure's labels.
 PROSE_WORDS = 40
 PROSE_WORDS_PER_LINE = 5.0
+# A line this long inside a figure is a sentence (body text a loose figure box overlaps), not a label.
+SENTENCE_WORDS = 7
 
 
 def region_lines(region: Region, lines: list[Line]) -> list[int]:
@@ -69,6 +71,8 @@ def group_regions(blocks: list[Block], regions: list[Region],
         mine = [lines[i] for i in region_lines(region, lines) if id(lines[i]) not in owner]
         if region.kind in FIGURE_BLOCKS and holds_prose(mine):
             continue
+        if region.kind in FIGURE_BLOCKS:  # a sentence inside a loose figure box is body text, not a label
+            mine = [ln for ln in mine if len(ln.text.split()) < SENTENCE_WORDS]
         for ln in mine:
             owner[id(ln)] = r_idx
     if relayout is not None and owner:
