@@ -152,7 +152,8 @@ class Index:
         reranker = get_reranker(opts.rerank) if opts.rerank else None
         return search(self.store(), self.embedder(), query, k=opts.k, mode=opts.mode, filters=filters,
                       rrf_k=opts.rrf_k, reranker=reranker, window=opts.window, group=opts.group,
-                      locate=opts.locate, image_embedder=self.image_embedder(), cues=opts.cues)
+                      locate=opts.locate, image_embedder=self.image_embedder(), cues=opts.cues,
+                      lexicon=opts.lexicon)
 
     def info(self) -> dict[str, Any]:
         """Counts, embedder and FAISS state of the index, and documents an interrupted ingest left half-read."""

@@ -13,6 +13,9 @@ Hits are collapsed to distinct (document, page) pairs in rank order; a page is
 relevant when it is one of the question's gold pages. Reported per mode:
 recall@1/5/10 (a gold page in the top k), MRR@10, nDCG@10 (binary gains), and
 doc_recall@1 (the top hit comes from a gold document, whatever its page).
+Rows may carry a ``type`` ("table-number", "period-trap"...): the same metrics
+are then reported per type. :func:`explain_misses` says, for each question whose
+gold page is not in the top k, where the gold page ranked and what came first.
 
 >>> round(_ndcg([False, True, False], 1), 3)
 0.631
@@ -27,7 +30,7 @@ from typing import Any
 
 from docrag.errors import ConfigError
 
-__all__ = ["load_qa", "evaluate"]
+__all__ = ["load_qa", "evaluate", "explain_misses"]
 
 
 def load_qa(path: str | Path) -> list[dict[str, Any]]:
@@ -75,26 +78,71 @@ def _ndcg(relevant: list[bool], n_gold: int, k: int = 10) -> float:
     return dcg / ideal if ideal else 0.0
 
 
+def _metrics(index: Any, rows: list[dict[str, Any]], mode: str, search_kwargs: dict[str, Any]
+             ) -> tuple[dict[str, float], list[int | None]]:
+    sums = {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0,
+            "doc_recall@1": 0.0}
+    ranks: list[int | None] = []
+    for row in rows:
+        hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
+        gold = _gold(row)
+        relevant = [any(_matches(h.source, h.doc_id, h.page, g) for g in gold) for h in hits]
+        first = next((i + 1 for i, r in enumerate(relevant) if r), None)
+        ranks.append(first)
+        for k in (1, 5, 10):
+            sums[f"recall@{k}"] += float(first is not None and first <= k)
+        sums["mrr@10"] += 1.0 / first if first else 0.0
+        sums["ndcg@10"] += _ndcg(relevant, len({(g[0] or g[1], g[2]) for g in gold}))
+        # Did the top hit come from a right document (any page)?
+        sums["doc_recall@1"] += float(bool(hits) and any(
+            _matches(hits[0].source, hits[0].doc_id, g[2], g) for g in gold))
+    return sums, ranks
+
+
 def evaluate(index: Any, rows: list[dict[str, Any]], modes: list[str], **search_kwargs: Any) -> dict[str, Any]:
-    """Metrics per mode; ``search_kwargs`` go to :meth:`docrag.Index.search` (filters, rerank)."""
+    """Metrics per mode (and per question ``type`` when rows have one); ``search_kwargs`` go to
+    :meth:`docrag.Index.search` (filters, rerank).
+
+    Returns ``{"questions", "modes": {mode: metrics}, "per_question": {mode: [rank or None]},
+    "per_type": {mode: {type: metrics}}}`` (``per_type`` only when some row has a ``type``).
+    """
     out: dict[str, Any] = {"questions": len(rows), "modes": {}, "per_question": {}}
+    types = sorted({str(r["type"]) for r in rows if r.get("type")})
     for mode in modes:
-        sums = {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0,
-                "doc_recall@1": 0.0}
-        ranks = []
-        for row in rows:
-            hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
-            gold = _gold(row)
-            relevant = [any(_matches(h.source, h.doc_id, h.page, g) for g in gold) for h in hits]
-            first = next((i + 1 for i, r in enumerate(relevant) if r), None)
-            ranks.append(first)
-            for k in (1, 5, 10):
-                sums[f"recall@{k}"] += float(first is not None and first <= k)
-            sums["mrr@10"] += 1.0 / first if first else 0.0
-            sums["ndcg@10"] += _ndcg(relevant, len({(g[0] or g[1], g[2]) for g in gold}))
-            # Did the top hit come from a right document (any page)?
-            sums["doc_recall@1"] += float(bool(hits) and any(
-                _matches(hits[0].source, hits[0].doc_id, g[2], g) for g in gold))
+        sums, ranks = _metrics(index, rows, mode, search_kwargs)
         out["modes"][mode] = {key: round(v / len(rows), 4) for key, v in sums.items()}
         out["per_question"][mode] = ranks
+        for t in types:
+            part = [i for i, r in enumerate(rows) if str(r.get("type")) == t]
+            per = {key: 0.0 for key in sums}
+            for i in part:
+                first = ranks[i]
+                for k in (1, 5, 10):
+                    per[f"recall@{k}"] += float(first is not None and first <= k)
+                per["mrr@10"] += 1.0 / first if first else 0.0
+            out.setdefault("per_type", {}).setdefault(mode, {})[t] = {
+                "questions": len(part), **{key: round(per[key] / len(part), 4) for key in
+                                          ("recall@1", "recall@5", "recall@10", "mrr@10")}}
+    return out
+
+
+def explain_misses(index: Any, rows: list[dict[str, Any]], mode: str = "hybrid", k: int = 5,
+                   **search_kwargs: Any) -> list[dict[str, Any]]:
+    """One record per question whose gold page is not in the top ``k``: the question, its type,
+    the gold page's rank in the top 10 (None past it), and the top page with its context header
+    (statement or section title)."""
+    out = []
+    for row in rows:
+        hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
+        gold = _gold(row)
+        first = next((i + 1 for i, h in enumerate(hits) if any(_matches(h.source, h.doc_id, h.page, g)
+                                                               for g in gold)), None)
+        if first is not None and first <= k:
+            continue
+        top = hits[0] if hits else None
+        gold_name = row.get("source") or row.get("doc")
+        out.append({"question": row["question"], "type": row.get("type"), "gold": f"{gold_name}:{row['page']}",
+                    "gold_rank": first,
+                    "top": f"{Path(top.source).name}:{top.page}" if top else None,
+                    "top_context": top.context if top else None})
     return out

@@ -98,6 +98,9 @@ def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
         enabled = ", ".join(svc.rerankers) or "none"
         raise ApiError(400, f"reranker {body.rerank!r} is not enabled on this server (enabled: {enabled}); "
                             "start it with --rerank-model to allow one")
+    if body.lexicon:
+        raise ApiError(400, "'lexicon' names a file on the server and is not accepted over HTTP; "
+                            "use the built-in finance lexicon (the default)")
     with svc.readers.reader() as index:
         if not index.exists:
             return []

@@ -2,10 +2,14 @@
 
 Modes: ``dense`` (FAISS cosine), ``bm25`` (SQLite FTS5) and ``hybrid`` (both,
 fused by reciprocal rank fusion; the default). Filters apply before ranking.
-Optional cross-encoder reranking, overlap dedupe, one hit per page, context
+Optional cross-encoder reranking, overlap dedupe, page ranking (one hit per
+page, scored from all its chunks: :mod:`docrag.retrieve.pages`), context
 windows of neighbouring chunks, and evidence boxes narrowed to the lines that
-match. Documents whose company or year the query names get a boost
-(:mod:`docrag.retrieve.cues`).
+match. The query is read first (:mod:`docrag.retrieve.query`): the concepts of
+a lexicon add a BM25 and a dense ranking of the words documents use for them,
+and a statement or section cue; documents whose company or period the query
+names get a boost (:mod:`docrag.retrieve.cues`). With a reranker, page grouping
+keeps the reranked order's first hit per page.
 """
 
 from __future__ import annotations
@@ -19,9 +23,12 @@ from docrag.embed import TextEmbedder
 from docrag.embed.image import ImageEmbedder
 from docrag.index import Filters, LocalStore
 from docrag.retrieve.context import expand_window
-from docrag.retrieve.cues import cued_documents
+from docrag.retrieve.cues import document_scores
 from docrag.retrieve.fusion import dedupe_overlaps, group_by_page, rrf
+from docrag.retrieve.lexicon import load_lexicon
 from docrag.retrieve.locate import locate_evidence
+from docrag.retrieve.pages import rank_pages
+from docrag.retrieve.query import plan_query
 from docrag.retrieve.rerank import Reranker
 from docrag.types import Hit
 
@@ -30,6 +37,10 @@ __all__ = ["search", "Mode"]
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
 VISUAL_KINDS = ("figure", "chart", "table")
+EXPANSION_WEIGHT = 1.0
+"""Weight of each lexicon-expanded ranking (BM25 and dense) in the fusion; the plain rankings weigh 1."""
+CUE_WEIGHT = 1.0
+"""Weight of each page cue (statement, section, period, filing) in page ranking."""
 
 
 def search(
@@ -46,6 +57,7 @@ def search(
     locate: bool = True,
     image_embedder: ImageEmbedder | None = None,
     cues: bool = True,
+    lexicon: str | None = None,
 ) -> list[Hit]:
     """The ``k`` best chunks for ``query``.
 
@@ -55,12 +67,15 @@ def search(
         rrf_k: The RRF constant (higher flattens the fusion).
         reranker: Re-scores the top candidates when given.
         window: Add this many neighbouring chunks of the same page to each hit.
-        group: ``page`` keeps one hit per page (its best chunk).
+        group: ``page`` ranks pages from the evidence of all their chunks and the query's
+            statement, section and period cues, and returns each page's best chunk.
         locate: Narrow each hit's ``bbox`` to the lines matching the query.
         image_embedder: When the index embedded its figure crops, the query
             also goes through this model's text tower; the figure ranking it
             gives joins the fusion (RRF) beside the text-side rankings.
-        cues: Boost the documents whose company or fiscal year the query names.
+        cues: Boost the documents whose company or period the query names, and (page
+            grouping) the pages showing the statement, section and period it asks for.
+        lexicon: A user lexicon file (JSON) whose concepts join the built-in finance pack's.
     """
     if mode not in MODES:
         from docrag.errors import ConfigError
@@ -69,6 +84,7 @@ def search(
     if not query.strip():
         return []
     depth = max(50, 5 * k)
+    plan = plan_query(query, load_lexicon(lexicon))
     qvec: np.ndarray | None = embedder.embed_query(query) if mode != "bm25" else None
     rankings = []
     if mode in ("dense", "hybrid"):
@@ -76,9 +92,21 @@ def search(
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
     weights = [1.0] * len(rankings)
-    cued = cued_documents(store, query) if cues else []
+    if plan.focus:
+        # The words documents use for the query's concepts ("capex" -> "purchases of property and
+        # equipment"), as rankings of their own so the query's words keep theirs. Without the
+        # query's period words: the period is a cue of its own, and dates match every page of a filing.
+        if mode != "dense":
+            rankings.append(store.search_text(plan.focus, depth, filters))
+            weights.append(EXPANSION_WEIGHT)
+        if mode != "bm25":
+            rankings.append(store.search_vector(embedder.embed_query(plan.focus), depth, filters))
+            weights.append(EXPANSION_WEIGHT)
+    profiles = store.profiles() if cues else {}
+    doc_scores = document_scores(store, query, profiles) if cues else {}
+    cued = _best(doc_scores, len(profiles))
     if cued and mode != "bm25":
-        # Two-stage in spirit: the documents the question names (company, year) get
+        # Two-stage in spirit: the documents the question names (company, period) get
         # their own dense ranking in the fusion. A boost, never a filter.
         f = filters or Filters()
         within = dataclasses.replace(f, doc_ids=tuple(cued))
@@ -93,6 +121,11 @@ def search(
         # The picture side weighs as much as the text side together (a 50/50 fusion).
         rankings.append(store.search_image(image_embedder.embed_text([query])[0], depth, filters))
         weights.append(sum(weights))
+    if group == "page" and reranker is None:
+        pages = rank_pages(store, rankings, weights, plan, doc_scores if cues else {}, rrf_k,
+                           CUE_WEIGHT if cues else 0.0)
+        hits = store.hits(pages[:k])
+        return _finish(store, embedder, hits, query, qvec, window, locate)
     ranked = rrf(rankings, rrf_k, weights=weights) if len(rankings) > 1 else rankings[0]
     hits = store.hits(ranked[: max(depth, 3 * k)])
     if reranker is not None and hits:
@@ -104,10 +137,22 @@ def search(
     hits = dedupe_overlaps(hits)
     if group == "page":
         hits = group_by_page(hits)
-    hits = hits[:k]
+    return _finish(store, embedder, hits[:k], query, qvec, window, locate)
+
+
+def _best(doc_scores: dict[str, int], documents: int) -> list[str]:
+    """The documents with the best cue score (none when all ``documents`` tie)."""
+    if not doc_scores:
+        return []
+    top = max(doc_scores.values())
+    best = sorted(d for d, v in doc_scores.items() if v == top)
+    return [] if len(best) == documents else best
+
+
+def _finish(store: LocalStore, embedder: TextEmbedder, hits: list[Hit], query: str, qvec: np.ndarray | None,
+            window: int, locate: bool) -> list[Hit]:
     if window > 0:
         expand_window(store, hits, window)
     if locate and hits:
         locate_evidence(hits, query, qvec if qvec is not None else embedder.embed_query(query), embedder)
     return hits
-

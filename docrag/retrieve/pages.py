@@ -1,0 +1,153 @@
+"""Page ranking: a page scored from the evidence of all its chunks, not its best one alone.
+
+The page that answers "Apple's quick ratio at June 25, 2022" is a balance sheet:
+its title chunk says "Condensed Consolidated Balance Sheets", its table chunks
+hold "Total current liabilities 129,873". No one chunk says all of it. A page's
+score fuses, over the rankings (dense, BM25, the lexicon's expansions, the
+named filing's dense ranking), the page's best chunk in each: the title may
+win one ranking and a table row another. Then page cues, read from all the
+page's chunk headers, add a boost: the page is the statement the query's
+concept lives on, carries the section the concept is disclosed in, shows the
+period the query names in its column heads, or belongs to the filing the query
+names. Every cue is a boost, never a filter. Each page is returned with its
+best chunk.
+
+>>> pages = {1: ("d", 1), 2: ("d", 1), 3: ("d", 2)}  # chunks 1 and 2 on page 1, chunk 3 on page 2
+>>> fused = page_scores([[(1, 0.9), (3, 0.8)], [(2, 5.0), (3, 4.0)]], [1.0, 1.0], pages, k=60)
+>>> [(key, round(s * 61, 2)) for key, s in fused]
+[(('d', 1), 2.0), (('d', 2), 1.97)]
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+from docrag.chunk.statements import statement_kind
+from docrag.index import LocalStore
+from docrag.retrieve.query import QueryPlan
+
+__all__ = ["PageInfo", "page_scores", "page_info", "rank_pages", "DECAY", "SUPPORT", "CUES"]
+
+PageKey = tuple[str, int]
+
+DECAY = 0.0
+"""Weight of a page's second chunk in a ranking relative to its first (then squared for the third).
+
+0 by measurement: per ranking a page counts with its best chunk only, though the rankings may pick
+different chunks of it (the title in one, a table row in another). Adding the next chunks (0.3)
+helped on filings-dev (hard-dev R@5 0.83 -> 0.96) but let pages with many middling chunks crowd out
+the answer on small corpora (fixture QA hybrid R@1 0.75 -> 0.17), however it was limited (one chunk per
+kind, a rank or score floor)."""
+SUPPORT = 3
+"""Chunks of a page counted per ranking when ``DECAY`` > 0."""
+CUES = ("statement", "section", "period", "document")
+"""The page cues in use (all by default; a name left out switches that cue off, for measurement)."""
+
+
+@dataclass
+class PageInfo:
+    """What a candidate page says about itself, read from its text chunks' context headers and openings."""
+
+    statement: str = ""
+    text: str = ""
+    """Its headers and first lines, lower-cased with punctuation as spaces, for cue matching."""
+
+
+def page_scores(rankings: list[list[tuple[int, float]]], weights: list[float], page_of: dict[int, PageKey],
+                k: int = 60) -> list[tuple[PageKey, float]]:
+    """Pages by fused evidence: per ranking, ``w * sum_j DECAY**j / (k + rank_j)`` over the page's
+    best ``SUPPORT`` chunks (its best alone while ``DECAY`` is 0), summed over rankings; best first."""
+    scores: dict[PageKey, float] = {}
+    for ranking, w in zip(rankings, weights):
+        seen: dict[PageKey, int] = {}
+        for rank, (cid, _) in enumerate(ranking, 1):
+            key = page_of.get(cid)
+            if key is None:
+                continue
+            j = seen.get(key, 0)
+            if j < SUPPORT and (j == 0 or DECAY > 0):
+                scores[key] = scores.get(key, 0.0) + w * DECAY ** j / (k + rank)
+                seen[key] = j + 1
+    return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def page_info(store: LocalStore, keys: list[PageKey]) -> dict[PageKey, PageInfo]:
+    """The statement and cue text of each page in ``keys`` (one query over their text chunks)."""
+    parts: dict[PageKey, dict[str, None]] = {key: {} for key in keys}
+    for start in range(0, len(keys), 400):  # SQLite's bound-parameter limit
+        chunk_keys = keys[start:start + 400]
+        marks = ",".join("(?, ?)" for _ in chunk_keys)
+        rows = store.db.execute(
+            f"SELECT doc_id, page, context, substr(text, 1, 200) FROM chunks "
+            f"WHERE kind = 'text' AND (doc_id, page) IN (VALUES {marks}) ORDER BY doc_id, page, ordinal",
+            [v for key in chunk_keys for v in key]).fetchall()
+        for doc_id, page, context, head in rows:
+            # The chunks of a page mostly share one header: each distinct piece is read once.
+            seen = parts[(doc_id, page)]
+            for piece in re.split(r" · | › ", context) + head.split("\n")[:4]:
+                seen.setdefault(piece.strip())
+    out = {}
+    for key, pieces in parts.items():
+        statement = next((kind for kind in map(statement_kind, (p for p in pieces if len(p) < 140)) if kind), "")
+        out[key] = PageInfo(statement=statement, text=" " + _norm(" | ".join(pieces)) + " ")
+    return out
+
+
+def _norm(text: str) -> str:
+    return " ".join(re.sub(r"[^a-z0-9]+", " ", text.lower()).split())
+
+
+def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weights: list[float], plan: QueryPlan,
+               doc_scores: dict[str, int], k: int = 60, cue_weight: float = 1.0) -> list[tuple[int, float]]:
+    """(best chunk id, page score) of each candidate page, best page first.
+
+    Args:
+        rankings: Chunk rankings (dense, BM25, ...), best first.
+        weights: Their weights in the fusion.
+        plan: The query's periods and concepts (:func:`docrag.retrieve.query.plan_query`).
+        doc_scores: Filing cue strength per doc id (:func:`docrag.retrieve.cues.document_scores`).
+        cue_weight: Weight of each page cue's ranking.
+    """
+    ids = sorted({cid for ranking in rankings for cid, _ in ranking})
+    if not ids:
+        return []
+    page_of: dict[int, PageKey] = {}
+    for start in range(0, len(ids), 900):
+        part = ids[start:start + 900]
+        rows = store.db.execute(f"SELECT id, doc_id, page FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
+        page_of.update({r[0]: (r[1], r[2]) for r in rows})
+    base = page_scores(rankings, weights, page_of, k)
+    keys = [key for key, _ in base]
+    infos = page_info(store, keys)
+    # Each cue: the pages it holds for, with its strength there (0-1).
+    cues: list[dict[PageKey, float]] = []
+    if plan.statements and "statement" in CUES:
+        cues.append({key: plan.statements[infos[key].statement] for key in keys
+                     if infos[key].statement in plan.statements})
+    if plan.sections and "section" in CUES:
+        wanted = {f" {_norm(s)} ": w for s, w in plan.sections.items()}
+        found = {key: [w for s, w in wanted.items() if s in infos[key].text] for key in keys}
+        cues.append({key: max(ws) for key, ws in found.items() if ws})
+    if plan.period_words and "period" in CUES:
+        words = [f" {_norm(w)} " for w in plan.period_words]
+        shown = {key: sum(w in infos[key].text for w in words) / len(words) for key in keys}
+        cues.append({key: v for key, v in shown.items() if v > 0})
+    if doc_scores and "document" in CUES:
+        top = max(doc_scores.values())
+        cues.append({key: 1.0 for key in keys if doc_scores.get(key[0], 0) == top})
+    scores = dict(base)
+    for cue in cues:
+        # A boost as large as a first place in one ranking, the same for every page the cue holds for:
+        # it lifts them over the others without reordering them among themselves.
+        for key, strength in cue.items():
+            scores[key] += cue_weight * strength / (k + 1)
+    chunk_score: dict[int, float] = {}
+    for ranking, w in zip(rankings, weights):
+        for rank, (cid, _) in enumerate(ranking, 1):
+            chunk_score[cid] = chunk_score.get(cid, 0.0) + w / (k + rank)
+    best: dict[PageKey, int] = {}
+    for cid, s in sorted(chunk_score.items(), key=lambda kv: (-kv[1], kv[0])):
+        best.setdefault(page_of.get(cid, ("", 0)), cid)
+    ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+    return [(best[key], s) for key, s in ordered if key in best]
