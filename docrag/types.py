@@ -36,6 +36,7 @@ __all__ = [
     "Hit",
     "HIT_FIELDS",
     "union",
+    "area",
     "iou",
     "inside_share",
 ]
@@ -282,6 +283,15 @@ def union(boxes: list[BBox]) -> BBox:
         float(max(b[2] for b in boxes)),
         float(max(b[3] for b in boxes)),
     )
+
+
+def area(box: BBox) -> float:
+    """Area of a box (0 for an empty or inverted one).
+
+    >>> area((0.0, 0.0, 2.0, 3.0)), area((2.0, 0.0, 1.0, 3.0))
+    (6.0, 0.0)
+    """
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
 def inside_share(a: BBox, b: BBox) -> float:

@@ -21,7 +21,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from docrag.layout.regions import GAP, MIN_SIDE, clipped_paths, clusters
-from docrag.types import BBox, Line, inside_share, iou, union
+from docrag.types import BBox, Line, area, inside_share, iou, union
 
 __all__ = ["Drawing", "image_boxes", "drawings", "vector_clusters", "box_candidates", "big_enough", "area"]
 
@@ -41,10 +41,6 @@ class Drawing(NamedTuple):
     fill: tuple[float, ...] | None
     stroked: bool
     items: tuple[str, ...]
-
-
-def area(b: BBox) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
 def big_enough(b: BBox) -> bool:

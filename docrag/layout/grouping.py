@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from docrag.types import Block, BlockKind, Line, Region, inside_share, union
+from docrag.types import Block, BlockKind, Line, Region, area, inside_share, union
 
 __all__ = ["group_regions", "region_lines", "holds_prose", "FIGURE_BLOCKS"]
 
@@ -66,7 +66,7 @@ def group_regions(blocks: list[Block], regions: list[Region],
     """
     lines = [ln for b in blocks for ln in b.lines]
     owner: dict[int, int] = {}  # id(line) -> region index
-    for r_idx in sorted(range(len(regions)), key=lambda i: _area(regions[i].bbox)):
+    for r_idx in sorted(range(len(regions)), key=lambda i: area(regions[i].bbox)):
         region = regions[r_idx]
         mine = [lines[i] for i in region_lines(region, lines) if id(lines[i]) not in owner]
         if region.kind in FIGURE_BLOCKS and holds_prose(mine):
@@ -138,7 +138,3 @@ def _rows(lines: list[Line]) -> list[Line]:
 
 def _like(block: Block, lines: list[Line]) -> Block:
     return Block(lines=lines, bbox=union([ln.bbox for ln in lines]), kind=block.kind, column=block.column)
-
-
-def _area(box: tuple[float, float, float, float]) -> float:
-    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])

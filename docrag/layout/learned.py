@@ -36,12 +36,12 @@ import numpy as np
 
 from docrag.layout import HeuristicLayout
 from docrag.layout.classify import classify_image
-from docrag.layout.geometry import area, big_enough, box_candidates, drawings, image_boxes, vector_clusters
+from docrag.layout.geometry import big_enough, box_candidates, drawings, image_boxes, vector_clusters
 from docrag.layout.grouping import FIGURE_BLOCKS, holds_prose, region_lines
 from docrag.layout.raster_boxes import find_boxes
 from docrag.layout.regions import at_most, born_digital, find_regions, finish_regions, grid_tables, ruled_segments
 from docrag.layout.tables import borderless_tables
-from docrag.types import BBox, Line, Region, RegionKind, inside_share, iou, union
+from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, union
 
 if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster

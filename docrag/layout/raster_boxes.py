@@ -21,6 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from docrag.layout.regions import MIN_SIDE
+from docrag.types import area, inside_share
 
 __all__ = ["find_boxes"]
 
@@ -62,8 +63,8 @@ def find_boxes(image: np.ndarray, scale: float) -> list[tuple[str, PxBox]]:
     out += _rule_pairs(hrules, vmask, glyphs, scale, grey.shape[1])
     out += _stacks(hrules, vmask, glyphs, scale)
     keep: list[tuple[str, PxBox]] = []
-    for kind, b in sorted(out, key=lambda kb: -_area(kb[1])):
-        if not any(_inside(b, o) > 0.9 for _, o in keep):
+    for kind, b in sorted(out, key=lambda kb: -area(kb[1])):
+        if not any(inside_share(b, o) > 0.9 for _, o in keep):
             keep.append((kind, tuple(float(v) for v in b)))  # type: ignore[misc]
     return keep
 
@@ -216,13 +217,3 @@ def _text_rows(glyphs: np.ndarray, box: tuple, scale: float) -> int:
     """Distinct text rows in ``box``: glyph centres more than 4 pt apart start a new row."""
     ys = np.sort(_centres_in(glyphs, box))
     return int(1 + (np.diff(ys) > 4 * scale).sum()) if ys.size else 0
-
-
-def _area(b: tuple) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
-
-
-def _inside(a: tuple, b: tuple) -> float:
-    ix = max(0, min(a[2], b[2]) - max(a[0], b[0]))
-    iy = max(0, min(a[3], b[3]) - max(a[1], b[1]))
-    return ix * iy / _area(a) if _area(a) > 0 else 0.0

@@ -22,7 +22,7 @@ import numpy as np
 from docrag.layout.captions import LABEL_MARGIN, absorb_labels, find_captions, link_captions, near
 from docrag.layout.classify import classify_image
 from docrag.layout.tables import borderless_tables
-from docrag.types import BBox, Line, Region, inside_share, union
+from docrag.types import BBox, Line, Region, area, inside_share, union
 
 if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster
@@ -89,7 +89,7 @@ def born_digital(src: PageSource, lines: list[Line]) -> bool:
     if any(ln.source == "text" for ln in lines):
         return True
     page_area = src.width * src.height
-    return not any(_area(b) > 0.8 * page_area for b in src.image_boxes())
+    return not any(area(b) > 0.8 * page_area for b in src.image_boxes())
 
 
 # ---------------------------------------------------------------- geometry
@@ -125,7 +125,7 @@ def _digital_regions(page: object, lines: list[Line], skip: set[int]) -> list[Re
         if box[2] - box[0] < MIN_SIDE or box[3] - box[1] < MIN_SIDE / 2 or (box[2] - box[0]) * (box[3] - box[1]) < MIN_SIDE ** 2:
             continue
         inside = [ln for ln in lines if inside_share(ln.bbox, box) > 0.5]
-        text_cover = sum(_area(ln.bbox) for ln in inside) / _area(box)
+        text_cover = sum(area(ln.bbox) for ln in inside) / area(box)
         prose = len(inside) >= 6 and sum(len(ln.text) for ln in inside) / len(inside) >= 25
         if (not has_image and len(members) <= 2 and text_cover > 0.25) or (has_image and (text_cover > 0.3 or prose)):
             continue  # a shaded or framed text box, or a scanned text insert (lines of prose), not a figure
@@ -211,8 +211,6 @@ def _fat(b: BBox, by: float = 0.5) -> BBox:
     return (b[0] - by, b[1] - by, b[2] + by, b[3] + by)
 
 
-def _area(b: BBox) -> float:
-    return max(0.0, b[2] - b[0]) * max(0.0, b[3] - b[1])
 
 
 def clusters(boxes: list, gap: float) -> list[list[int]]:
@@ -241,7 +239,7 @@ def clusters(boxes: list, gap: float) -> list[list[int]]:
 def _merge(regions: list[Region]) -> list[Region]:
     """Merge figures that overlap (a raster and the vectors drawn over it)."""
     out: list[Region] = []
-    for reg in sorted(regions, key=lambda r: -_area(r.bbox)):
+    for reg in sorted(regions, key=lambda r: -area(r.bbox)):
         host = next((o for o in out if reg.kind != "table" and o.kind != "table"
                      and inside_share(reg.bbox, o.bbox) > 0.3), None)
         if host is None:
@@ -324,7 +322,7 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
     closed = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((k, k), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(closed, connectivity=8)
     comps = [pt(x, y, x + w, y + h) for x, y, w, h, a in stats[1:] if a >= 4 * s * s]
-    big = [b for b in comps if b[2] - b[0] >= MIN_SIDE and b[3] - b[1] >= MIN_SIDE / 2 and _area(b) >= MIN_SIDE ** 2]
+    big = [b for b in comps if b[2] - b[0] >= MIN_SIDE and b[3] - b[1] >= MIN_SIDE / 2 and area(b) >= MIN_SIDE ** 2]
     text_ids = {i for i in range(len(lines)) if any(inside_share(lines[i].bbox, t.bbox) > 0.5 for t in regions)}
     figures = []
     for box in big:
