@@ -20,7 +20,7 @@ from docrag.config import ReadingOptions
 from docrag.errors import DocragError, LoadError
 from docrag.io import PageSource, Raster, assess_text_layer, open_document
 from docrag.layout import get_layout
-from docrag.layout.reading_order import split_line_at_gaps, words_to_line
+from docrag.layout.reading_order import join_line_fragments, split_line_at_gaps, words_to_line
 from docrag.types import BBox, Block, Line, Page, Word, inside_share, union
 
 __all__ = ["process_page", "read_page", "read_document", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
@@ -199,9 +199,10 @@ def crop_png(raster: Raster, box: BBox) -> bytes:
 
 
 def text_layer_lines(src: PageSource) -> list[Line]:
-    """The page's text-layer lines, split where a PDF line runs across a gutter."""
+    """The page's text-layer lines: the PDF's own lines, pieces of one printed line
+    joined, split where a line runs across a gutter."""
     lines = []
-    for group in src.word_groups():
+    for group in join_line_fragments(src.word_groups()):
         for part in split_line_at_gaps(group):
             lines.append(words_to_line(part, source="text"))
     return lines

@@ -83,6 +83,7 @@ class PageSource:
         self.warnings: list[str] = list(doc.warnings) if number == 1 else []
         self._page: Any = None
         self._frame: Any = None
+        self._words: list[tuple] | None = None
         self.width = self.height = 0.0
         self.rotation = 0
         # A page that cannot even be loaded (a looping page tree, a corrupt
@@ -132,29 +133,27 @@ class PageSource:
 
     def words(self) -> list[Word]:
         """Text-layer words in reading order of the file (empty for images)."""
-        self._check()
-        if self._page is None:
-            return []
-        try:
-            raw = self._page.get_text("words", sort=False)
-        except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
-            raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
-        return [Word(text=w[4], bbox=(w[0], w[1], w[2], w[3])) for w in raw if w[4].strip()]
+        return [Word(text=w[4], bbox=(w[0], w[1], w[2], w[3])) for w in self._raw_words() if w[4].strip()]
 
     def word_groups(self) -> list[list[Word]]:
         """Text-layer words grouped by the PDF's own lines (block, line numbers)."""
-        self._check()
-        if self._page is None:
-            return []
         groups: dict[tuple[int, int], list[Word]] = {}
-        try:
-            raw = self._page.get_text("words", sort=False)
-        except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
-            raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
-        for w in raw:
+        for w in self._raw_words():
             if w[4].strip():
                 groups.setdefault((w[5], w[6]), []).append(Word(w[4], (w[0], w[1], w[2], w[3])))
         return list(groups.values())
+
+    def _raw_words(self) -> list[tuple]:
+        """PyMuPDF's word tuples, extracted once per page (routing and lines both read them)."""
+        self._check()
+        if self._page is None:
+            return []
+        if self._words is None:
+            try:
+                self._words = self._page.get_text("words", sort=False)
+            except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
+                raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
+        return self._words
 
     def image_boxes(self) -> list[BBox]:
         """Boxes (page points) where raster images are drawn on this page."""

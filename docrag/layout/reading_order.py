@@ -24,7 +24,8 @@ from docrag.types import Block, Line, Word, union
 if TYPE_CHECKING:
     import numpy as np
 
-__all__ = ["order_lines", "group_blocks", "split_line_at_gaps", "split_at_word_gutters", "words_to_line"]
+__all__ = ["order_lines", "group_blocks", "join_line_fragments", "split_line_at_gaps", "split_at_word_gutters",
+           "words_to_line"]
 
 
 def order_lines(lines: list[Line]) -> list[Line]:
@@ -275,3 +276,37 @@ def split_line_at_gaps(words: list[Word], factor: float = 1.6) -> list[list[Word
         else:
             parts[-1].append(w)
     return parts
+
+
+def join_line_fragments(groups: list[list[Word]], factor: float = 1.0) -> list[list[Word]]:
+    """Join consecutive PDF lines that are pieces of one printed line.
+
+    Some producers write every word (or every few words) as a line of its own;
+    read as they are, a page becomes a column of single words and its table
+    rows fall apart. A group continues the previous one when it sits on the
+    same baseline, at the same size, and starts less than ``factor`` x the
+    line height after it ends: a word space, not a column gutter.
+
+    >>> def W(t, x0, x1, y=0): return Word(t, (x0, y, x1, y + 10))
+    >>> groups = [[W("Fig.", 0, 20)], [W("4.", 23, 33)], [W("gutter", 60, 90)], [W("next", 0, 20, y=12)]]
+    >>> [" ".join(w.text for w in g) for g in join_line_fragments(groups)]
+    ['Fig. 4.', 'gutter', 'next']
+    """
+    out: list[list[Word]] = []
+    for group in groups:
+        if out and group and _continues(out[-1], group, factor):
+            out[-1] = out[-1] + group
+        else:
+            out.append(list(group))
+    return out
+
+
+def _continues(prev: list[Word], group: list[Word], factor: float) -> bool:
+    a, b = union([w.bbox for w in prev]), union([w.bbox for w in group])
+    ha, hb = a[3] - a[1], b[3] - b[1]
+    if min(ha, hb) <= 0 or max(ha, hb) > 1.3 * min(ha, hb):
+        return False
+    if min(a[3], b[3]) - max(a[1], b[1]) < 0.6 * min(ha, hb):
+        return False
+    gap = group[0].bbox[0] - prev[-1].bbox[2]
+    return -0.2 * min(ha, hb) <= gap <= factor * max(ha, hb)
