@@ -94,7 +94,8 @@ class Line(_Serializable):
     bbox: BBox
     confidence: float = 1.0
     words: list[Word] = field(default_factory=list)
-    source: Literal["text", "ocr"] = "text"
+    # "region": a stand-in for a region's lines during layout (one word per line it holds), never stored.
+    source: Literal["text", "ocr", "region"] = "text"
 
 
 @dataclass

@@ -73,7 +73,7 @@ class HeuristicLayout:
         lines = split_at_word_gutters([ln for ln in lines if ln.text.strip()])
         if not lines:
             return []
-        return group_blocks(order_lines_with_columns(lines))
+        return group_blocks(order_lines_with_columns(lines, height))
 
     def regions(self, src: PageSource, lines: list[Line], raster: Raster | None = None) -> list[Region]:
         from docrag.layout.regions import find_regions

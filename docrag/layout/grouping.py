@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from docrag.types import Block, BlockKind, Line, Region, area, inside_share, union
+from docrag.types import Block, BlockKind, Line, Region, Word, area, inside_share, union
 
 __all__ = ["group_regions", "region_lines", "holds_prose", "FIGURE_BLOCKS"]
 
@@ -76,17 +76,22 @@ def group_regions(blocks: list[Block], regions: list[Region],
         for ln in mine:
             owner[id(ln)] = r_idx
     if relayout is not None and owner:
-        stand_ins = {r_idx: Line(text=f"[{regions[r_idx].kind}]", bbox=regions[r_idx].bbox)
-                     for r_idx in sorted(set(owner.values()))}
         free = [ln for ln in lines if id(ln) not in owner]
+        # Every region that holds labels, or no text at all, stands in as one tall line: it
+        # takes its room in its column (a photo at the head of a column, too).
+        empty = [i for i in range(len(regions)) if i not in owner.values() and not region_lines(regions[i], free)]
+        held = {r_idx: [Word(ln.text, ln.bbox) for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in empty}
+        for ln in lines:
+            if id(ln) in owner:
+                held.setdefault(owner[id(ln)], []).append(Word(ln.text, ln.bbox))
+        stand_ins = {r_idx: Line(text=f"[{regions[r_idx].kind}]", bbox=regions[r_idx].bbox, words=held[r_idx],
+                                 source="region") for r_idx in sorted(held)}
         ordered = relayout(free + list(stand_ins.values()))
         if sum(len(b.lines) for b in ordered) == len(free) + len(stand_ins):  # nothing dropped or split
             members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in stand_ins}
             for r_idx, stand_in in stand_ins.items():
                 owner[id(stand_in)] = r_idx
-            lines = [ln for b in ordered for ln in b.lines]
-            blocks = ordered
-            return _walk(blocks, owner, regions, members)
+            return _walk(ordered, owner, regions, members)
     members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in set(owner.values())}
     return _walk(blocks, owner, regions, members)
 
@@ -103,7 +108,7 @@ def _walk(blocks: list[Block], owner: dict[int, int], regions: list[Region],
             if r_idx is None:
                 run.append(ln)
                 continue
-            if r_idx in placed:
+            if r_idx in placed or not members[r_idx]:  # a text-less region only held its room
                 continue
             if run:
                 out.append(_like(block, run))

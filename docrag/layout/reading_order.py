@@ -24,24 +24,31 @@ from docrag.types import Block, Line, Word, union
 if TYPE_CHECKING:
     import numpy as np
 
+# A column of short lines (key/value rows) must run this share of the page's height to be a page column.
+TALL_COLUMN = 0.6
+# A column is flush against its gutter: this share of its lines come within FLUSH line heights of it.
+FLUSH, FLUSH_SHARE = 1.5, 0.3
+
 __all__ = ["order_lines", "group_blocks", "join_line_fragments", "split_line_at_gaps", "split_at_word_gutters",
            "words_to_line"]
 
 
-def order_lines(lines: list[Line]) -> list[Line]:
-    """Return ``lines`` in reading order."""
-    return [line for _, line in _order(lines, column=0)]
+def order_lines(lines: list[Line], height: float | None = None) -> list[Line]:
+    """Return ``lines`` in reading order (``height``: the page's, in the lines' units)."""
+    return [line for _, line in order_lines_with_columns(lines, height)]
 
 
-def order_lines_with_columns(lines: list[Line]) -> list[tuple[int, Line]]:
+def order_lines_with_columns(lines: list[Line], height: float | None = None) -> list[tuple[int, Line]]:
     """Like :func:`order_lines`, with a column index (0 = leftmost) per line."""
-    return _order(lines, column=0)
+    if height is None:
+        height = max((ln.bbox[3] for ln in lines), default=0.0) - min((ln.bbox[1] for ln in lines), default=0.0)
+    return _order(lines, 0, height)
 
 
-def _order(lines: list[Line], column: int) -> list[tuple[int, Line]]:
+def _order(lines: list[Line], column: int, height: float) -> list[tuple[int, Line]]:
     if len(lines) < 4:
         return [(column, line) for line in _rows(lines)]
-    gutter = _find_gutter(lines)
+    gutter = _find_gutter(lines, height)
     if gutter is None:
         return [(column, line) for line in _rows(lines)]
     g0, g1 = gutter
@@ -55,15 +62,15 @@ def _order(lines: list[Line], column: int) -> list[tuple[int, Line]]:
         section = [ln for ln in rest if prev <= (ln.bbox[1] + ln.bbox[3]) / 2 < cut]
         left = [ln for ln in section if _side(ln, g0, g1) < 0]
         right = [ln for ln in section if _side(ln, g0, g1) > 0]
-        out += _order(left, column)
-        out += _order(right, column + 1)
+        out += _order(left, column, height)
+        out += _order(right, column + 1, height)
         if i < len(spanning):
             out.append((column, spanning[i]))
         prev = cut
     return out
 
 
-def _find_gutter(lines: list[Line]) -> tuple[float, float] | None:
+def _find_gutter(lines: list[Line], page_height: float) -> tuple[float, float] | None:
     """The vertical white strip crossed by the fewest lines that has real columns on both sides.
 
     Works on the coverage profile (lines covering each x, 1 pt bins): for
@@ -72,29 +79,70 @@ def _find_gutter(lines: list[Line]) -> tuple[float, float] | None:
     """
     import numpy as np
 
-    h = statistics.median(ln.bbox[3] - ln.bbox[1] for ln in lines)
-    x_min = min(ln.bbox[0] for ln in lines)
-    x_max = max(ln.bbox[2] for ln in lines)
+    box = np.array([ln.bbox for ln in lines], dtype=np.float64)
+    x0, y0, x1, y1 = box.T
+    h = float(np.median(y1 - y0))
+    x_min, x_max = float(x0.min()), float(x1.max())
     span = x_max - x_min
-    if span <= 0:
+    if span <= 0 or h <= 0:
         return None
+    # A region's stand-in counts as the lines it holds.
+    weight = np.array([max(1, len(ln.words)) if ln.source == "region" else 1 for ln in lines], dtype=np.float64)
+    cols = _Columns(box, weight, span, h, page_height)
     n_bins = int(np.ceil(span)) + 1
-    cover = np.zeros(n_bins, dtype=np.int32)
-    for ln in lines:
-        cover[int(ln.bbox[0] - x_min):int(np.ceil(ln.bbox[2] - x_min))] += 1
+    delta = np.zeros(n_bins + 1, dtype=np.int32)
+    np.add.at(delta, (x0 - x_min).astype(int), 1)
+    np.add.at(delta, np.ceil(x1 - x_min).astype(int), -1)
+    cover = np.cumsum(delta)[:n_bins]
     min_width = max(0.5 * h, 0.012 * span)
     lo, hi = int(0.1 * span), int(0.9 * span)
-    for c in range(0, int(0.5 * len(lines)) + 1):
+    for c in np.unique(cover[lo:hi]):
+        if c > 0.5 * len(lines):
+            break
         runs = _runs(cover[lo:hi] <= c)
         for a, b in sorted(runs, key=lambda r: r[0] - r[1]):  # widest first
             if b - a < min_width:
                 break
             g0, g1 = x_min + lo + a, x_min + lo + b
-            left = [ln for ln in lines if _side(ln, g0, g1) < 0]
-            right = [ln for ln in lines if _side(ln, g0, g1) > 0]
-            if _is_column(left, span, len(lines)) and _is_column(right, span, len(lines)):
+            if cols.separates(g0, g1):
                 return g0, g1
     return None
+
+
+class _Columns:
+    """Tests a candidate gutter against the lines (as arrays): are both sides real columns?
+
+    A column holds several lines of prose, or runs most of the page's height as a
+    column of short rows, and is set flush against the gutter: a share of its
+    lines come within a few points of it. A table's number column, or its
+    ragged keys beside their values, are not columns.
+    """
+
+    def __init__(self, box: np.ndarray, weight: np.ndarray, span: float, h: float, page_height: float) -> None:
+        self.box, self.weight, self.span, self.h, self.height = box, weight, span, h, page_height
+        self.total = float(weight.sum())
+
+    def separates(self, g0: float, g1: float) -> bool:
+        x0, x1 = self.box[:, 0], self.box[:, 2]
+        mid, gc = (x0 + x1) / 2, (g0 + g1) / 2
+        return (self._column((x1 <= g1) & (mid < gc), x1, g0)
+                and self._column((x0 >= g0) & (mid > gc), x0, g1))
+
+    def _column(self, side: np.ndarray, facing: np.ndarray, edge: float) -> bool:
+        import numpy as np
+
+        w = self.weight[side]
+        n = float(w.sum())
+        if side.sum() < 1 or n < 2 or n < 0.15 * self.total:
+            return False
+        if float(w[np.abs(facing[side] - edge) <= FLUSH * self.h].sum()) < FLUSH_SHARE * n:
+            return False
+        box = self.box[side]
+        widths = np.repeat(box[:, 2] - box[:, 0], w.astype(int))
+        if float(np.median(widths)) >= 0.2 * self.span:
+            return True
+        return (float(box[:, 2].max() - box[:, 0].min()) >= 0.2 * self.span
+                and float(box[:, 3].max() - box[:, 1].min()) >= TALL_COLUMN * self.height)
 
 
 def _side(line: Line, g0: float, g1: float) -> int:
@@ -113,24 +161,10 @@ def _side(line: Line, g0: float, g1: float) -> int:
 
 def _runs(mask: np.ndarray) -> list[tuple[int, int]]:
     """``[start, end)`` index ranges where ``mask`` is true."""
-    runs, start = [], None
-    for i, v in enumerate(mask.tolist()):
-        if v and start is None:
-            start = i
-        elif not v and start is not None:
-            runs.append((start, i))
-            start = None
-    if start is not None:
-        runs.append((start, len(mask)))
-    return runs
+    import numpy as np
 
-
-def _is_column(side: list[Line], span: float, total: int) -> bool:
-    # A column holds several lines of prose; a table's number column does not.
-    if len(side) < 2 or len(side) < 0.15 * total:
-        return False
-    widths = [ln.bbox[2] - ln.bbox[0] for ln in side]
-    return statistics.median(widths) >= 0.2 * span
+    edges = np.diff(np.concatenate(([0], mask.astype(np.int8), [0])))
+    return list(zip(np.flatnonzero(edges == 1).tolist(), np.flatnonzero(edges == -1).tolist()))
 
 
 def _rows(lines: list[Line]) -> list[Line]:
