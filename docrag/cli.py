@@ -205,16 +205,23 @@ def search(query: str, index_dir: str, highlight_dir: str | None, as_json: bool,
         click.echo(textwrap.indent(textwrap.shorten(h.text.replace("\n", " "), 300, placeholder=" …"), "    "))
 
 
+EXPLAIN_AT = 5
+"""``docrag eval --explain`` lists the questions whose gold page is not in the top 5."""
+
+
 @cli.command("eval")
 @click.option("--qa", "qa_file", required=True, type=click.Path(exists=True, dir_okay=False),
-              help="JSONL: one {question, source or doc, page} per line (see README).")
+              help="JSONL: one {question, source or doc, page[, also_in][, type]} per line (see README).")
 @click.option("--index", "index_dir", required=True, type=click.Path(file_okay=False), help="Index directory.")
 @click.option("--modes", "--mode", "modes", default="dense,bm25,hybrid", show_default=True,
               help="Search modes to compare, comma-separated (--mode X: just that one).")
 @_options_from_model(SearchOptions, exclude=("k", "mode", "group", "locate", "window"))
+@click.option("--explain", is_flag=True,
+              help=f"List each miss at {EXPLAIN_AT}: the gold page's rank and the top page's statement or section.")
 @click.option("--json", "as_json", is_flag=True, help="Print the figures as JSON.")
-def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: Any) -> None:
-    """Page-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a QA set."""
+def eval_command(qa_file: str, index_dir: str, modes: str, explain: bool, as_json: bool, **kw: Any) -> None:
+    """Page-level recall@1/5/10, MRR@10 and nDCG@10 of each search mode on a QA set, per question type
+    when the rows have a ``type``."""
     from docrag.api import Index
     from docrag.config import MODES
     from docrag.evaluate import evaluate, load_qa
@@ -227,7 +234,7 @@ def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: 
     options = options_from_env(SearchOptions, **_given(kw))
     kwargs = options.model_dump(exclude={"k", "mode", "group", "locate", "window"})
     with Index(index_dir) as index:
-        results = evaluate(index, load_qa(qa_file), modes=wanted, **kwargs)
+        results = evaluate(index, load_qa(qa_file), modes=wanted, explain=EXPLAIN_AT if explain else 0, **kwargs)
     if as_json:
         click.echo(json.dumps(results, indent=2))
         return
@@ -236,6 +243,33 @@ def eval_command(qa_file: str, index_dir: str, modes: str, as_json: bool, **kw: 
     click.echo(f"{'mode':>8}  " + "  ".join(f"{c:>12}" for c in cols))
     for mode, row in results["modes"].items():
         click.echo(f"{mode:>8}  " + "  ".join(f"{row[c]:>12.3f}" for c in cols))
+    _echo_per_type(results.get("per_type", {}), cols[:4])
+    for mode, misses in results.get("misses", {}).items():
+        _echo_misses(mode, misses, results["questions"])
+
+
+def _echo_per_type(per_type: dict[str, dict[str, dict[str, float]]], cols: list[str]) -> None:
+    """The per-type table of ``docrag eval``: one line per mode and question type."""
+    if not per_type:
+        return
+    width = max(len(t) for by_type in per_type.values() for t in by_type)
+    click.echo("\nper question type")
+    click.echo(f"{'mode':>8}  {'type':<{width}}  {'n':>4}  " + "  ".join(f"{c:>10}" for c in cols))
+    for mode, by_type in per_type.items():
+        for t, row in by_type.items():
+            figures = "  ".join(f"{row[c]:>10.3f}" for c in cols)
+            click.echo(f"{mode:>8}  {t:<{width}}  {row['questions']:>4}  {figures}")
+
+
+def _echo_misses(mode: str, misses: list[dict[str, Any]], questions: int) -> None:
+    """``docrag eval --explain``: each miss with the gold page's rank and what ranked first instead."""
+    click.echo(f"\nmisses at {EXPLAIN_AT}, {mode}: {len(misses)} of {questions}")
+    for m in misses:
+        rank = f"rank {m['gold_rank']}" if m["gold_rank"] else "not in the top 10"
+        kind = f"[{m['type']}] " if m["type"] else ""
+        click.echo(f"  {kind}{m['question']}")
+        context = textwrap.shorten((m["top_context"] or "").replace("\n", " "), 160, placeholder=" …") or "-"
+        click.echo(f"    gold {m['gold']} ({rank}); top {m['top'] or '-'}: {context}")
 
 
 @cli.command()

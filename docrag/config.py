@@ -197,7 +197,9 @@ class SearchOptions(_Options):
     group: Literal["chunk", "page"] = Field("chunk", description="page: one hit per page (its best chunk).")
     rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant of hybrid mode (higher flattens the fusion).")
     locate: bool = Field(True, description="Narrow each hit's box to the lines that match the query.")
-    cues: bool = Field(True, description="Boost documents whose company or fiscal year the query names.")
+    cues: bool = Field(True, description="Boost documents whose company or period the query names and, with "
+                       "group page, the pages showing the statement, section and period it asks for (boosts, "
+                       "never filters).")
     min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="Only chunks whose lines were read with at least "
                                   "this mean recognition confidence (text-layer lines count 1.0).")
     lexicon: Optional[str] = Field(

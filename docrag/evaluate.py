@@ -78,71 +78,71 @@ def _ndcg(relevant: list[bool], n_gold: int, k: int = 10) -> float:
     return dcg / ideal if ideal else 0.0
 
 
-def _metrics(index: Any, rows: list[dict[str, Any]], mode: str, search_kwargs: dict[str, Any]
-             ) -> tuple[dict[str, float], list[int | None]]:
-    sums = {"recall@1": 0.0, "recall@5": 0.0, "recall@10": 0.0, "mrr@10": 0.0, "ndcg@10": 0.0,
-            "doc_recall@1": 0.0}
-    ranks: list[int | None] = []
-    for row in rows:
-        hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
-        gold = _gold(row)
-        relevant = [any(_matches(h.source, h.doc_id, h.page, g) for g in gold) for h in hits]
-        first = next((i + 1 for i, r in enumerate(relevant) if r), None)
-        ranks.append(first)
+_KEYS = ("recall@1", "recall@5", "recall@10", "mrr@10", "ndcg@10", "doc_recall@1")
+
+
+def _judge(index: Any, row: dict[str, Any], mode: str, search_kwargs: dict[str, Any]) -> dict[str, Any]:
+    """One question's page ranking: the gold page's rank in the top 10 (None past it), nDCG@10,
+    whether the top hit is from a gold document, and the top hit itself."""
+    hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
+    gold = _gold(row)
+    relevant = [any(_matches(h.source, h.doc_id, h.page, g) for g in gold) for h in hits]
+    return {"rank": next((i + 1 for i, r in enumerate(relevant) if r), None),
+            "ndcg": _ndcg(relevant, len({(g[0] or g[1], g[2]) for g in gold})),
+            # Did the top hit come from a right document (any page)?
+            "doc1": bool(hits) and any(_matches(hits[0].source, hits[0].doc_id, g[2], g) for g in gold),
+            "top": hits[0] if hits else None}
+
+
+def _summary(judged: list[dict[str, Any]]) -> dict[str, float]:
+    """Mean metrics over some questions' judgements."""
+    sums = dict.fromkeys(_KEYS, 0.0)
+    for j in judged:
+        first = j["rank"]
         for k in (1, 5, 10):
             sums[f"recall@{k}"] += float(first is not None and first <= k)
         sums["mrr@10"] += 1.0 / first if first else 0.0
-        sums["ndcg@10"] += _ndcg(relevant, len({(g[0] or g[1], g[2]) for g in gold}))
-        # Did the top hit come from a right document (any page)?
-        sums["doc_recall@1"] += float(bool(hits) and any(
-            _matches(hits[0].source, hits[0].doc_id, g[2], g) for g in gold))
-    return sums, ranks
+        sums["ndcg@10"] += j["ndcg"]
+        sums["doc_recall@1"] += float(j["doc1"])
+    return {key: round(v / len(judged), 4) for key, v in sums.items()}
 
 
-def evaluate(index: Any, rows: list[dict[str, Any]], modes: list[str], **search_kwargs: Any) -> dict[str, Any]:
+def _miss(row: dict[str, Any], j: dict[str, Any]) -> dict[str, Any]:
+    top = j["top"]
+    return {"question": row["question"], "type": row.get("type"),
+            "gold": f"{row.get('source') or row.get('doc')}:{row['page']}", "gold_rank": j["rank"],
+            "top": f"{Path(top.source).name}:{top.page}" if top else None,
+            "top_context": top.context if top else None}
+
+
+def evaluate(index: Any, rows: list[dict[str, Any]], modes: list[str], *, explain: int = 0,
+             **search_kwargs: Any) -> dict[str, Any]:
     """Metrics per mode (and per question ``type`` when rows have one); ``search_kwargs`` go to
     :meth:`docrag.Index.search` (filters, rerank).
 
     Returns ``{"questions", "modes": {mode: metrics}, "per_question": {mode: [rank or None]},
-    "per_type": {mode: {type: metrics}}}`` (``per_type`` only when some row has a ``type``).
+    "per_type": {mode: {type: {"questions", **metrics}}}}`` (``per_type`` only when some row has
+    a ``type``). With ``explain=k``, also ``"misses": {mode: [...]}``, the records of
+    :func:`explain_misses` at ``k``, from the same searches.
     """
     out: dict[str, Any] = {"questions": len(rows), "modes": {}, "per_question": {}}
     types = sorted({str(r["type"]) for r in rows if r.get("type")})
     for mode in modes:
-        sums, ranks = _metrics(index, rows, mode, search_kwargs)
-        out["modes"][mode] = {key: round(v / len(rows), 4) for key, v in sums.items()}
-        out["per_question"][mode] = ranks
+        judged = [_judge(index, row, mode, search_kwargs) for row in rows]
+        out["modes"][mode] = _summary(judged)
+        out["per_question"][mode] = [j["rank"] for j in judged]
         for t in types:
-            part = [i for i, r in enumerate(rows) if str(r.get("type")) == t]
-            per = {key: 0.0 for key in sums}
-            for i in part:
-                first = ranks[i]
-                for k in (1, 5, 10):
-                    per[f"recall@{k}"] += float(first is not None and first <= k)
-                per["mrr@10"] += 1.0 / first if first else 0.0
-            out.setdefault("per_type", {}).setdefault(mode, {})[t] = {
-                "questions": len(part), **{key: round(per[key] / len(part), 4) for key in
-                                          ("recall@1", "recall@5", "recall@10", "mrr@10")}}
+            part = [j for j, r in zip(judged, rows) if str(r.get("type")) == t]
+            out.setdefault("per_type", {}).setdefault(mode, {})[t] = {"questions": len(part), **_summary(part)}
+        if explain:
+            out.setdefault("misses", {})[mode] = [_miss(r, j) for r, j in zip(rows, judged)
+                                                  if j["rank"] is None or j["rank"] > explain]
     return out
 
 
 def explain_misses(index: Any, rows: list[dict[str, Any]], mode: str = "hybrid", k: int = 5,
                    **search_kwargs: Any) -> list[dict[str, Any]]:
     """One record per question whose gold page is not in the top ``k``: the question, its type,
-    the gold page's rank in the top 10 (None past it), and the top page with its context header
-    (statement or section title)."""
-    out = []
-    for row in rows:
-        hits = index.search(row["question"], k=10, mode=mode, group="page", locate=False, **search_kwargs)
-        gold = _gold(row)
-        first = next((i + 1 for i, h in enumerate(hits) if any(_matches(h.source, h.doc_id, h.page, g)
-                                                               for g in gold)), None)
-        if first is not None and first <= k:
-            continue
-        top = hits[0] if hits else None
-        gold_name = row.get("source") or row.get("doc")
-        out.append({"question": row["question"], "type": row.get("type"), "gold": f"{gold_name}:{row['page']}",
-                    "gold_rank": first,
-                    "top": f"{Path(top.source).name}:{top.page}" if top else None,
-                    "top_context": top.context if top else None})
-    return out
+    the gold page (``source:page``), its rank in the top 10 (None past it), and the top page with
+    its context header (statement or section title)."""
+    return evaluate(index, rows, [mode], explain=k, **search_kwargs)["misses"][mode]

@@ -233,6 +233,26 @@ def test_eval_mode_is_used_not_dropped(capsys, tmp_path: Path, fixtures_dir: Pat
     assert code == 2 and "hybrid" in err
 
 
+def test_eval_prints_recall_per_question_type_and_explains_misses(capsys, tmp_path: Path, fixtures_dir: Path) -> None:
+    ix = tmp_path / "ix"
+    assert run(capsys, "ingest", str(fixtures_dir / "report.pdf"), "--index", str(ix), "-q", "--ocr", "never",
+               "--embedder", "fake-hash")[0] == 0
+    qa = tmp_path / "qa.jsonl"
+    question = "battery-electric vans in the fleet"
+    qa.write_text(json.dumps({"question": question, "source": "report.pdf", "page": 2, "type": "fleet"}) + "\n"
+                  + json.dumps({"question": question, "source": "report.pdf", "page": 99, "type": "gap"}) + "\n")
+    code, out, _ = run(capsys, "eval", "--qa", str(qa), "--index", str(ix), "--mode", "bm25")
+    assert code == 0 and "per question type" in out and "misses" not in out
+    rows = {line.split()[1]: line.split()[2:] for line in out.splitlines() if line.startswith("    bm25  ")}
+    assert rows["fleet"][:2] == ["1", "1.000"] and rows["gap"][:3] == ["1", "0.000", "0.000"], out
+    code, out, _ = run(capsys, "eval", "--qa", str(qa), "--index", str(ix), "--mode", "bm25", "--explain")
+    assert code == 0 and "misses at 5, bm25: 1 of 2" in out
+    assert f"[gap] {question}" in out and "gold report.pdf:99 (not in the top 10); top report.pdf:2" in out, out
+    code, out, _ = run(capsys, "eval", "--qa", str(qa), "--index", str(ix), "--mode", "bm25", "--explain", "--json")
+    res = json.loads(out)
+    assert set(res["per_type"]["bm25"]) == {"fleet", "gap"} and [m["gold_rank"] for m in res["misses"]["bm25"]] == [None]
+
+
 def test_an_embedder_typo_lists_the_known_names(capsys, tmp_path: Path, fixtures_dir: Path) -> None:
     code, _, err = run(capsys, "ingest", str(fixtures_dir / "report.pdf"), "--index", str(tmp_path / "ix"), "-q",
                        "--embedder", "minilm-onx")

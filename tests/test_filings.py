@@ -212,6 +212,22 @@ def test_a_user_lexicon_changes_the_ranking(tenq: Index, tmp_path: Path) -> None
     assert after[0].page == 5, [(h.page, h.context) for h in after]
 
 
+def test_eval_scores_each_question_type_and_explains_each_miss(tenq: Index) -> None:
+    from docrag.evaluate import evaluate, explain_misses
+
+    name = "acme_10q_2024-03-31.pdf"
+    rows = [{"question": "Total current liabilities", "source": name, "page": 2, "type": "table-number"},
+            {"question": "Total current liabilities", "source": name, "page": 5, "type": "where-disclosed"}]
+    res = evaluate(tenq, rows, ["bm25"], explain=5)
+    per_type = res["per_type"]["bm25"]
+    assert per_type["table-number"]["questions"] == 1 and per_type["table-number"]["recall@1"] == 1.0
+    assert per_type["where-disclosed"]["recall@10"] == 0.0 and res["modes"]["bm25"]["recall@1"] == 0.5
+    (miss,) = res["misses"]["bm25"]
+    assert miss["gold"] == f"{name}:5" and miss["gold_rank"] is None and miss["type"] == "where-disclosed"
+    assert miss["top"] == f"{name}:2" and "Balance Sheets" in miss["top_context"]  # what ranked first, and why
+    assert explain_misses(tenq, rows, "bm25", k=5) == [miss]
+
+
 # --- real filings ------------------------------------------------------------------------------
 
 REAL = ["apple_10q_2022-06-25.pdf", "apple_10q_2023-04-01.pdf", "apple_10q_2023-07-01.pdf"]
