@@ -79,7 +79,7 @@ def group_regions(blocks: list[Block], regions: list[Region],
         free = [ln for ln in lines if id(ln) not in owner]
         # Every region that holds labels, or no text at all, stands in as one tall line: it
         # takes its room in its column (a photo at the head of a column, too).
-        empty = [i for i in range(len(regions)) if i not in owner.values() and not region_lines(regions[i], free)]
+        empty = [i for i in range(len(regions)) if i not in owner.values() and not region_lines(regions[i], lines)]
         held = {r_idx: [Word(ln.text, ln.bbox) for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in empty}
         for ln in lines:
             if id(ln) in owner:

@@ -103,7 +103,11 @@ def _find_gutter(lines: list[Line], page_height: float) -> tuple[float, float] |
         for a, b in sorted(runs, key=lambda r: r[0] - r[1]):  # widest first
             if b - a < min_width:
                 break
-            g0, g1 = x_min + lo + a, x_min + lo + b
+            # The gutter is the emptiest part of the strip: a column's first lines may run into a
+            # strip widened by white space beside a picture below them.
+            strip = cover[lo + a:lo + b]
+            a2, b2 = max(_runs(strip == strip.min()), key=lambda r: r[1] - r[0])
+            g0, g1 = x_min + lo + a + a2, x_min + lo + a + b2
             if cols.separates(g0, g1):
                 return g0, g1
     return None
@@ -113,8 +117,8 @@ class _Columns:
     """Tests a candidate gutter against the lines (as arrays): are both sides real columns?
 
     A column holds several lines of prose, or runs most of the page's height as a
-    column of short rows, and is set flush against the gutter: a share of its
-    lines come within a few points of it. A table's number column, or its
+    column of short rows set flush against the gutter (a share of its lines come
+    within a few points of it). A table's number column, or its
     ragged keys beside their values, are not columns.
     """
 
@@ -135,14 +139,13 @@ class _Columns:
         n = float(w.sum())
         if side.sum() < 1 or n < 2 or n < 0.15 * self.total:
             return False
-        if float(w[np.abs(facing[side] - edge) <= FLUSH * self.h].sum()) < FLUSH_SHARE * n:
-            return False
         box = self.box[side]
         widths = np.repeat(box[:, 2] - box[:, 0], w.astype(int))
         if float(np.median(widths)) >= 0.2 * self.span:
             return True
         return (float(box[:, 2].max() - box[:, 0].min()) >= 0.2 * self.span
-                and float(box[:, 3].max() - box[:, 1].min()) >= TALL_COLUMN * self.height)
+                and float(box[:, 3].max() - box[:, 1].min()) >= TALL_COLUMN * self.height
+                and float(w[np.abs(facing[side] - edge) <= FLUSH * self.h].sum()) >= FLUSH_SHARE * n)
 
 
 def _side(line: Line, g0: float, g1: float) -> int:
