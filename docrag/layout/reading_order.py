@@ -24,6 +24,8 @@ from docrag.types import Block, Line, Word, union
 if TYPE_CHECKING:
     import numpy as np
 
+# Two lines share a row when their centres are less than this share of the smaller height apart.
+SAME_ROW = 0.4
 # A column of short lines (key/value rows) must run this share of the page's height to be a page column.
 TALL_COLUMN = 0.6
 # A column is flush against its gutter: this share of its lines come within FLUSH line heights of it.
@@ -182,8 +184,9 @@ def _rows(lines: list[Line]) -> list[Line]:
 
 
 def _same_row(a: Line, b: Line) -> bool:
-    overlap = min(a.bbox[3], b.bbox[3]) - max(a.bbox[1], b.bbox[1])
-    return overlap > 0.5 * min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    # Centres, not overlap: padded OCR boxes of tightly set lines overlap their neighbours by half.
+    h = min(a.bbox[3] - a.bbox[1], b.bbox[3] - b.bbox[1])
+    return abs((a.bbox[1] + a.bbox[3]) - (b.bbox[1] + b.bbox[3])) / 2 < SAME_ROW * h
 
 
 def group_blocks(ordered: list[tuple[int, Line]]) -> list[Block]:
