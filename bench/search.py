@@ -13,9 +13,15 @@ recall@10 is taken against exact inner-product search. Prints:
 
 and a second table for filtered search (a random ``allowed`` subset).
 
+With ``--index DIR`` it measures a real index instead (``bench/search_index.py``):
+docrag's hybrid search against a hand-written dense search over the same chunks,
+and BM25 alone (FTS5 against the in-memory term index).
+
 Usage:
     python bench/search.py                          # 100k and 1M
     python bench/search.py --sizes 100000 --queries 1000 --json
+    python bench/search.py --index /tmp/filings-ix  # a filings-dev index (bench/filings.py builds one)
+    python bench/search.py --index /tmp/filings-ix --replicate 10   # the same, ~30k chunks
 """
 
 from __future__ import annotations
@@ -121,6 +127,11 @@ def run_size(n: int, args: argparse.Namespace, tmp: Path) -> tuple[list[dict], l
 
 
 def main() -> None:
+    if "--index" in sys.argv[1:]:
+        from search_index import main as index_main
+
+        index_main()
+        return
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--sizes", default="100000,1000000", help="comma-separated vector counts")
     ap.add_argument("--queries", type=int, default=500, help="single queries timed per size (after 50 warm-up)")

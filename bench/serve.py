@@ -3,25 +3,35 @@
 Starts ``docrag serve`` (uvicorn, its own process, the default ``minilm``
 embedder unless ``--embedder``) on 127.0.0.1 over a fresh temporary index,
 uploads the seed fixtures through ``POST /documents`` and waits for them, then
-runs two phases of ``--clients`` threads, each sending ``POST /search`` (the
+runs three phases of client threads, each sending ``POST /search`` (the
 questions of ``fixtures/data/qa.jsonl`` in turn, hybrid, k=5) back to back on
 its own keep-alive connection:
 
-- ``idle``: nothing else happens, for ``--seconds``;
+- ``idle-1``: one client, nothing else happening, for ``--seconds`` (the baseline
+  of the scaling line: ``rps x`` is the ``idle`` phase's requests/s over this one's);
+- ``idle``: ``--clients`` clients, nothing else happening, for ``--seconds``;
 - ``ingest``: the scanned fixtures (OCR) are uploaded at the start; the phase
   lasts ``--seconds`` or until the job ends, whichever is first, so every
   request timed is one made while the server ingests (``busy`` says which part
-  of the phase the job was running).
+  of the phase the job was running). ``--no-ingest`` leaves it out.
+
+``--index DIR`` serves a temporary copy of an existing index instead (no seed
+upload; the index's own embedder), with filings-dev's questions unless
+``--queries``: ``--index /tmp/filings-ix`` is the filings-dev index of
+``bench/filings.py``.
 
 An error is anything but a 200 with a JSON list (a timeout, a 5xx, a dropped
 connection). Everything goes to 127.0.0.1; the server is stopped at the end.
-Prints:
+Prints (``cpu_ms``: the server's CPU time per request; ``cores``: the cores it
+used, CPU seconds over wall seconds, which on a loaded machine is what bounds the
+scaling from one client to many):
 
-    phase  clients  requests  p50_ms  p95_ms  errors  rps  busy
+    phase  clients  requests  p50_ms  p95_ms  errors  rps  busy  cpu_ms  cores
 
 Usage:
     python bench/serve.py                       # 8 clients, 20 s per phase
     python bench/serve.py --clients 4 --seconds 10 --json
+    python bench/serve.py --index /tmp/filings-ix --no-ingest
 """
 
 from __future__ import annotations
@@ -29,6 +39,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -46,6 +57,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = ROOT / "fixtures" / "data"
+FILINGS = ROOT.parent / "shared" / "data" / "filings-dev"
 SEED = ["report.pdf", "mixed.pdf", "visual.pdf"]
 INGEST = ["report_scan.pdf", "pages_scan.tiff"]
 MAX_REQUESTS = 200_000  # per phase, a bound whatever the speed
@@ -64,12 +76,13 @@ def free_port() -> int:
 class Server:
     """``docrag serve`` in a child process on loopback; stopped (SIGINT, then kill) on exit."""
 
-    def __init__(self, index_dir: Path, embedder: str, log: Path) -> None:
+    def __init__(self, index_dir: Path, embedder: str, log: Path, search_threads: int = 0) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DOCRAG_EMBEDDER": embedder, "PYTHONPATH": str(ROOT)}
+        threads = f", search_threads={search_threads}" if search_threads else ""
         code = ("import sys; from docrag.integrations.http import serve; "
-                "serve(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]), log_level='warning')")
+                f"serve(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]), log_level='warning'{threads})")
         self._log = open(log, "wb")
         self.proc = subprocess.Popen([sys.executable, "-c", code, str(index_dir), str(self.port)], env=env,
                                      stdout=self._log, stderr=subprocess.STDOUT)
@@ -86,6 +99,24 @@ class Server:
                 pass
             time.sleep(0.2)
         raise RuntimeError(f"docrag serve not ready after {timeout:.0f} s")
+
+    def cpu_s(self) -> float:
+        """CPU seconds the server process has used (user + system), from ``/proc``; nan elsewhere."""
+        try:
+            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        except (OSError, ValueError, IndexError):
+            return float("nan")
+
+    def phase(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
+        """:func:`run_phase` with the server's CPU time per request (``cpu_ms``) and its cores in use
+        (``cores``: CPU seconds over wall seconds)."""
+        before = self.cpu_s()
+        out = run_phase(self.base, *args, **kwargs)
+        used = self.cpu_s() - before
+        out["cpu_ms"] = 1000 * used / out["requests"] if out["requests"] else float("nan")
+        out["cores"] = used / out["seconds"]
+        return out
 
     def stop(self) -> None:
         if self.proc.poll() is None:
@@ -171,29 +202,45 @@ def main() -> int:
                                                               "when the job does)")
     ap.add_argument("--embedder", default="minilm", help="the server's text embedder (DOCRAG_EMBEDDER)")
     ap.add_argument("--ingest", nargs="+", default=INGEST, help="fixtures uploaded during the ingest phase")
+    ap.add_argument("--no-ingest", action="store_true", help="leave the ingest phase out")
+    ap.add_argument("--search-threads", type=int, default=0, help="the server's search threads (default: its cores)")
+    ap.add_argument("--index", help="serve a temporary copy of this index instead of seeding one")
+    ap.add_argument("--queries", nargs="+", help="JSONL files with a 'question' per line (default: the fixtures' "
+                                                 "qa.jsonl, or filings-dev's qa.jsonl and qa-hard.jsonl with --index)")
     ap.add_argument("--json", action="store_true", help="print JSON instead of a table")
     args = ap.parse_args()
     if not 1 <= args.clients <= 64 or not 0 < args.seconds <= 300:
         ap.error("--clients must be 1..64 and --seconds 0..300")
     import httpx
 
-    queries = [json.loads(line)["question"] for line in (FIXTURES / "qa.jsonl").read_text().splitlines() if line]
+    files = args.queries or ([FILINGS / "qa.jsonl", FILINGS / "qa-hard.jsonl"] if args.index else [FIXTURES / "qa.jsonl"])
+    queries = [json.loads(line)["question"] for f in files for line in Path(f).read_text().splitlines() if line.strip()]
     rows: list[dict[str, Any]] = []
+    before = machine()
+    job_state = "-"
     with tempfile.TemporaryDirectory(prefix="docrag-bench-serve-") as tmp, httpx.Client(timeout=30) as http:
-        server = Server(Path(tmp) / "ix", args.embedder, Path(tmp) / "server.log")
+        if args.index:
+            shutil.copytree(args.index, Path(tmp) / "ix", ignore=shutil.ignore_patterns("*-wal", "*-shm"))
+        server = Server(Path(tmp) / "ix", args.embedder, Path(tmp) / "server.log", args.search_threads)
         try:
             t0 = time.monotonic()
             server.wait_ready(http)
-            seed = wait_job(http, server.base, upload(http, server.base, SEED), timeout=600)
-            if seed["status"] != "done":
-                raise RuntimeError(f"seed ingest {seed['status']}: {seed.get('error')}")
+            if args.index:
+                chunks = sum(d["chunks"] for d in http.get(f"{server.base}/documents").json())
+            else:
+                seed = wait_job(http, server.base, upload(http, server.base, SEED), timeout=600)
+                if seed["status"] != "done":
+                    raise RuntimeError(f"seed ingest {seed['status']}: {seed.get('error')}")
+                chunks = sum(f.get("chunks") or 0 for f in seed["files"])
             setup_s = time.monotonic() - t0
-            chunks = sum(f.get("chunks") or 0 for f in seed["files"])
-            for q in queries:  # warm-up: model, FAISS and SQLite caches of every reader
-                http.post(f"{server.base}/search", json={"query": q, "k": 5}).raise_for_status()
+            for _ in range(2):  # warm-up: model, FAISS, term index and SQLite caches of every reader
+                run_phase(server.base, queries, args.clients, max(2.0, args.seconds / 10))
 
-            rows.append({"phase": "idle", **run_phase(server.base, queries, args.clients, args.seconds),
+            rows.append({"phase": "idle-1", **server.phase(queries, 1, args.seconds), "busy": 0.0})
+            rows.append({"phase": "idle", **server.phase(queries, args.clients, args.seconds),
                          "busy": 0.0})
+            if args.no_ingest:
+                return report(args, before, queries, chunks, setup_s, job_state, rows)
 
             job_id = upload(http, server.base, args.ingest)
             done = threading.Event()
@@ -212,32 +259,46 @@ def main() -> int:
 
             watcher = threading.Thread(target=watch, daemon=True)
             watcher.start()
-            phase = run_phase(server.base, queries, args.clients, args.seconds, stop=done)
+            phase = server.phase(queries, args.clients, args.seconds, stop=done)
             job_state = busy["job"].get("status", "?")
             done.set()
             watcher.join(30)
             rows.append({"phase": "ingest", **phase, "busy": min(1.0, busy["s"] / phase["seconds"])})
         finally:
             server.stop()
+    return report(args, before, queries, chunks, setup_s, job_state, rows)
 
-    info = {"machine": machine(), "embedder": args.embedder, "seed": SEED, "seed_chunks": chunks,
-            "setup_s": round(setup_s, 1), "ingest": args.ingest, "ingest_job_at_phase_end": job_state,
-            "queries": len(queries), "rows": rows}
+
+def report(args: argparse.Namespace, before: str, queries: list[str], chunks: int, setup_s: float, job_state: str,
+           rows: list[dict[str, Any]]) -> int:
+    """Print the table (or JSON); 1 when a request failed."""
+    one = next(r for r in rows if r["phase"] == "idle-1")
+    many = next(r for r in rows if r["phase"] == "idle")
+    scaling = {"rps_x": many["rps"] / one["rps"] if one["rps"] else float("nan"),
+               "p95_over_p50": many["p95_ms"] / many["p50_ms"] if many["p50_ms"] else float("nan")}
+    info = {"machine_before": before, "machine": machine(), "embedder": args.embedder, "index": args.index,
+            "seed": None if args.index else SEED, "chunks": chunks, "setup_s": round(setup_s, 1),
+            "ingest": None if args.no_ingest else args.ingest, "ingest_job_at_phase_end": job_state,
+            "queries": len(queries), "rows": rows, "scaling": scaling}
     if args.json:
         print(json.dumps(info, indent=2))
         return 0
-    print(info["machine"])
-    print(f"# docrag serve on 127.0.0.1, embedder {args.embedder}, index: {', '.join(SEED)} ({chunks} chunks, "
-          f"ready in {setup_s:.0f} s); POST /search hybrid k=5 over {len(queries)} questions")
-    print(f"# ingest phase: upload of {', '.join(args.ingest)} (OCR); job {job_state} at phase end")
+    print(before)
+    what = args.index or ", ".join(SEED)
+    print(f"# docrag serve on 127.0.0.1, embedder {args.embedder if not args.index else 'of the index'}, index: "
+          f"{what} ({chunks} chunks, ready in {setup_s:.0f} s); POST /search hybrid k=5 over {len(queries)} questions")
+    if not args.no_ingest:
+        print(f"# ingest phase: upload of {', '.join(args.ingest)} (OCR); job {job_state} at phase end")
     print(f"{'phase':<8} {'clients':>7} {'requests':>8} {'p50_ms':>8} {'p95_ms':>8} {'errors':>6} {'rps':>7} "
-          f"{'busy':>5}")
+          f"{'busy':>5} {'cpu_ms':>7} {'cores':>5}")
     for r in rows:
         print(f"{r['phase']:<8} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              f"{r['errors']:>6} {r['rps']:>7.1f} {r['busy']:>5.2f}")
+              f"{r['errors']:>6} {r['rps']:>7.1f} {r['busy']:>5.2f} {r['cpu_ms']:>7.1f} {r['cores']:>5.2f}")
+    print(f"# idle, {many['clients']} clients against 1: rps x{scaling['rps_x']:.2f}, p95/p50 {scaling['p95_over_p50']:.2f}")
     for r in rows:
         for sample in r["error_samples"]:
             print(f"# {r['phase']} error: {sample}")
+    print(info["machine"])
     return 1 if any(r["errors"] for r in rows) else 0
 
 

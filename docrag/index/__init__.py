@@ -1,4 +1,4 @@
-"""The index directory: SQLite (documents, pages, chunks, FTS5, vectors) + FAISS caches."""
+"""The index directory: SQLite (documents, pages, chunks, FTS5, vectors) + FAISS caches + in-memory term postings."""
 
 from __future__ import annotations
 

@@ -7,6 +7,12 @@ OpenAI-compatible ``POST /v1/embeddings``; OpenAPI docs at ``/docs``. Errors
 are ``{"error": {"message", "type"}}`` with a 4xx status for bad requests and
 a bare 500 (logged, no traceback) for bugs.
 
+Searches run on a pool of threads sized to the cores (``search_threads``), each with
+a reader of its own, and their hits are turned into JSON there too: the event loop
+only parses requests and writes responses, so a slow search never holds up another
+request, and no more searches run at once than there are cores to run them (more
+would only share the cores and stretch every request's latency).
+
 >>> app = create_app("my-index", token="s3cret")  # doctest: +SKIP
 >>> serve("my-index", host="0.0.0.0", port=8080)  # doctest: +SKIP
 Traceback (most recent call last):
@@ -15,13 +21,16 @@ docrag.errors.ConfigError: refusing to listen on 0.0.0.0 without a token; ...
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import ipaddress
 import logging
 import os
 import re
 import secrets
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any, AsyncIterator, Optional
 
@@ -34,6 +43,8 @@ try:  # optional: pip install 'docrag[serve]'; create_app says so when missing
     _MISSING: ImportError | None = None
 except ImportError as _exc:  # pragma: no cover - depends on the environment
     _MISSING = _exc
+
+from pydantic import TypeAdapter
 
 from docrag.config import IngestOptions, ServingOptions, options_from_env
 from docrag.errors import ConfigError
@@ -50,25 +61,35 @@ log = logging.getLogger("docrag.serve")
 
 CROP_NAME = re.compile(r"^[0-9a-f]{32}\.png$")
 DOC_ID = re.compile(r"^[0-9a-f]{64}$")
+_HITS = TypeAdapter(list[HitOut])  # what FastAPI would check and write for response_model=list[HitOut]
 
 
 # -- the service ----------------------------------------------------------------
 
 
+def default_search_threads() -> int:
+    """The cores this process may run on."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 class _Service:
-    """What the routes share: index dir, readers, the writer, limits."""
+    """What the routes share: index dir, readers, the search threads, the writer, limits."""
 
     def __init__(self, index_dir: Path, options: IngestOptions, token: str | None, max_upload_mb: float,
-                 rerankers: tuple[str, ...], readers: int) -> None:
+                 rerankers: tuple[str, ...], search_threads: int) -> None:
         self.path = index_dir.resolve()  # upload paths (and so sources) are absolute
         self.token = token
         self.max_bytes = int(max_upload_mb * 1_000_000)
         self.rerankers = rerankers
         self.embedder = SharedEmbedder(self.path, options)
-        self.readers = ReaderPool(self.path, options, self.embedder, readers)
+        self.searches = ThreadPoolExecutor(search_threads, thread_name_prefix="docrag-search")
+        # A reader per search thread, and one more for the routes that only list or check
+        # (documents, health, delete), so they never wait for a search to finish.
+        self.readers = ReaderPool(self.path, options, self.embedder, search_threads + 1)
         self.writer = Writer(service_index(self.path, options, self.embedder), self.path / "uploads")
 
     def close(self) -> None:
+        self.searches.shutdown(wait=True)
         self.writer.close()
         self.readers.close()
 
@@ -91,7 +112,7 @@ def _check_token(request: Request,
 # -- routes (registered in _router(), so that this module imports without FastAPI) ----------
 
 
-def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
+async def search(body: SearchRequest, request: Request) -> Response:
     """The ``k`` best chunks for the query, each with its file, page and box (``docrag search --json``)."""
     svc = _svc(request)
     if body.rerank and body.rerank not in svc.rerankers:
@@ -101,12 +122,16 @@ def search(body: SearchRequest, request: Request) -> list[dict[str, Any]]:
     if body.lexicon:
         raise ApiError(400, "'lexicon' names a file on the server and is not accepted over HTTP; "
                             "use the built-in finance lexicon (the default)")
+    work = partial(_search_json, svc, body, request.scope.get("root_path", ""))
+    return Response(await asyncio.get_running_loop().run_in_executor(svc.searches, work),
+                    media_type="application/json")
+
+
+def _search_json(svc: _Service, body: SearchRequest, root: str) -> bytes:
+    """The hits as the JSON of ``list[HitOut]`` (on a search thread: the search and the serialising)."""
     with svc.readers.reader() as index:
-        if not index.exists:
-            return []
-        hits = index.search(body.query, body.options())
-    root = request.scope.get("root_path", "")
-    return [_hit_json(h, root, svc.path) for h in hits]
+        hits = index.search(body.query, body.options()) if index.exists else []
+    return _HITS.dump_json(_HITS.validate_python([_hit_json(h, root, svc.path) for h in hits]))
 
 
 def _hit_json(hit: Hit, root: str, index_dir: Path) -> dict[str, Any]:
@@ -281,7 +306,7 @@ def create_app(
     *,
     rerankers: tuple[str, ...] | list[str] = (),
     cors_origins: tuple[str, ...] | list[str] = (),
-    readers: int = 4,
+    search_threads: int | None = None,
 ) -> FastAPI:
     """The FastAPI app serving the index at ``index_dir`` (created by the first upload when missing).
 
@@ -292,7 +317,8 @@ def create_app(
         rerankers: Cross-encoders clients may ask for in ``rerank`` (none by default: a
             client-chosen model name is a path or a download on the server).
         cors_origins: Origins allowed by CORS; empty (the default) leaves CORS off.
-        readers: Searches that run at once, each with its own SQLite connection and FAISS cache.
+        search_threads: Searches that run at once, each on its own thread with its own SQLite
+            connection and FAISS cache; others wait their turn (default: the cores).
 
     >>> from fastapi.testclient import TestClient  # doctest: +SKIP
     >>> TestClient(create_app("my-index")).post("/search", json={"query": "fleet size"}).json()[0]["page"]  # doctest: +SKIP
@@ -302,7 +328,7 @@ def create_app(
         raise ImportError(f"docrag serve needs FastAPI ({_MISSING}): pip install 'docrag[serve]' "
                           "(or: pip install fastapi uvicorn python-multipart)")
     svc = _Service(Path(index_dir), options or options_from_env(IngestOptions), token or None, max_upload_mb,
-                   tuple(rerankers), readers)
+                   tuple(rerankers), max(1, search_threads or default_search_threads()))
 
     @asynccontextmanager
     async def lifespan(_: FastAPI) -> AsyncIterator[None]:
@@ -358,6 +384,7 @@ def serve(
     rerankers: tuple[str, ...] | list[str] = (),
     cors_origins: tuple[str, ...] | list[str] = (),
     log_level: str = "info",
+    search_threads: int | None = None,
 ) -> None:
     """Run the service with uvicorn (one process: it holds the index's only writer).
 
@@ -372,5 +399,6 @@ def serve(
         import uvicorn
     except ImportError:
         raise ImportError("docrag serve needs uvicorn: pip install 'docrag[serve]'") from None
-    app = create_app(index_dir, token, max_upload_mb, options, rerankers=rerankers, cors_origins=cors_origins)
+    app = create_app(index_dir, token, max_upload_mb, options, rerankers=rerankers, cors_origins=cors_origins,
+                     search_threads=search_threads)
     uvicorn.run(app, host=host, port=port, log_level=log_level, workers=1)

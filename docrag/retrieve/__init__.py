@@ -15,6 +15,9 @@ keeps the reranked order's first hit per page.
 from __future__ import annotations
 
 import dataclasses
+import os
+import threading
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Literal
 
 import numpy as np
@@ -28,7 +31,7 @@ from docrag.retrieve.fusion import dedupe_overlaps, group_by_page, rrf
 from docrag.retrieve.lexicon import load_lexicon
 from docrag.retrieve.locate import locate_evidence
 from docrag.retrieve.pages import rank_pages
-from docrag.retrieve.query import plan_query
+from docrag.retrieve.query import QueryPlan, plan_query
 from docrag.retrieve.rerank import Reranker
 from docrag.types import Hit
 
@@ -85,6 +88,9 @@ def search(
         return []
     depth = max(50, 5 * k)
     plan = plan_query(query, load_lexicon(lexicon))
+    # The expansion's vector is computed on another thread while this one embeds the query
+    # and runs BM25 (the encoder releases the GIL): two encodings in the time of one, cores allowing.
+    focus_vec = _embed_aside(embedder, plan.focus) if plan.focus and mode != "bm25" else None
     qvec: np.ndarray | None = embedder.embed_query(query) if mode != "bm25" else None
     rankings = []
     if mode in ("dense", "hybrid"):
@@ -99,8 +105,8 @@ def search(
         if mode != "dense":
             rankings.append(store.search_text(plan.focus, depth, filters))
             weights.append(EXPANSION_WEIGHT)
-        if mode != "bm25":
-            rankings.append(store.search_vector(embedder.embed_query(plan.focus), depth, filters))
+        if focus_vec is not None:
+            rankings.append(store.search_vector(focus_vec.result(), depth, filters))
             weights.append(EXPANSION_WEIGHT)
     profiles = store.profiles() if cues else {}
     doc_scores = document_scores(store, query, profiles) if cues else {}
@@ -125,9 +131,12 @@ def search(
         pages = rank_pages(store, rankings, weights, plan, doc_scores if cues else {}, rrf_k,
                            CUE_WEIGHT if cues else 0.0)
         hits = store.hits(pages[:k])
-        return _finish(store, embedder, hits, query, qvec, window, locate)
+        return _finish(store, hits, query, plan, window, locate)
     ranked = rrf(rankings, rrf_k, weights=weights) if len(rankings) > 1 else rankings[0]
-    hits = store.hits(ranked[: max(depth, 3 * k)])
+    ranked = ranked[: max(depth, 3 * k)]
+    if reranker is None and group == "chunk":
+        return _finish(store, _first_distinct(store, ranked, k), query, plan, window, locate)
+    hits = store.hits(ranked)
     if reranker is not None and hits:
         top = hits[: max(3 * k, 20)]
         scores = reranker.score(query, [h.text for h in top])
@@ -137,7 +146,30 @@ def search(
     hits = dedupe_overlaps(hits)
     if group == "page":
         hits = group_by_page(hits)
-    return _finish(store, embedder, hits[:k], query, qvec, window, locate)
+    return _finish(store, hits[:k], query, plan, window, locate)
+
+
+def _first_distinct(store: LocalStore, ranked: list[tuple[int, float]], k: int) -> list[Hit]:
+    """The first ``k`` hits of ``ranked`` that no better one overlaps, read from the store a few at a time."""
+    n = min(len(ranked), 2 * k)
+    while True:
+        hits = dedupe_overlaps(store.hits(ranked[:n]), limit=k)
+        if len(hits) >= k or n >= len(ranked):
+            return hits
+        n = min(len(ranked), 2 * n)
+
+
+_aside: ThreadPoolExecutor | None = None
+_aside_lock = threading.Lock()
+
+
+def _embed_aside(embedder: TextEmbedder, text: str) -> Future[np.ndarray]:
+    """``embedder.embed_query(text)`` on a helper thread (one per core, shared by all searches)."""
+    global _aside
+    with _aside_lock:
+        if _aside is None:
+            _aside = ThreadPoolExecutor(os.cpu_count() or 1, thread_name_prefix="docrag-query")
+    return _aside.submit(embedder.embed_query, text)
 
 
 def _best(doc_scores: dict[str, int], documents: int) -> list[str]:
@@ -149,10 +181,11 @@ def _best(doc_scores: dict[str, int], documents: int) -> list[str]:
     return [] if len(best) == documents else best
 
 
-def _finish(store: LocalStore, embedder: TextEmbedder, hits: list[Hit], query: str, qvec: np.ndarray | None,
-            window: int, locate: bool) -> list[Hit]:
+def _finish(store: LocalStore, hits: list[Hit], query: str, plan: QueryPlan, window: int, locate: bool
+            ) -> list[Hit]:
     if window > 0:
         expand_window(store, hits, window)
     if locate and hits:
-        locate_evidence(hits, query, qvec if qvec is not None else embedder.embed_query(query), embedder)
+        # The concepts' document words help find the line ("capex" -> "purchases of property ...").
+        locate_evidence(hits, query, expansion=plan.focus)
     return hits

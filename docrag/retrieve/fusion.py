@@ -29,10 +29,13 @@ def _shared_lines(a: Hit, b: Hit) -> float:
     return len(sa & sb) / min(len(sa), len(sb))
 
 
-def dedupe_overlaps(hits: list[Hit], threshold: float = 0.5) -> list[Hit]:
-    """Drop a hit when a better one on the same page shares most of its lines (chunk overlap)."""
+def dedupe_overlaps(hits: list[Hit], threshold: float = 0.5, limit: int | None = None) -> list[Hit]:
+    """Drop a hit when a better one on the same page shares most of its lines (chunk overlap);
+    stop once ``limit`` are kept (the first ``limit`` do not depend on the hits after them)."""
     kept: list[Hit] = []
     for hit in hits:
+        if limit is not None and len(kept) >= limit:
+            break
         same_page = (h for h in kept if h.doc_id == hit.doc_id and h.page == hit.page)
         if not any(_shared_lines(hit, h) >= threshold for h in same_page):
             kept.append(hit)

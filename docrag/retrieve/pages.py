@@ -41,6 +41,8 @@ the answer on small corpora (fixture QA hybrid R@1 0.75 -> 0.17), however it was
 kind, a rank or score floor)."""
 SUPPORT = 3
 """Chunks of a page counted per ranking when ``DECAY`` > 0."""
+MEMO_PAGES = 100_000
+"""Most pages whose cue text a store keeps between queries."""
 CUES = ("statement", "section", "period", "document")
 """The page cues in use (all by default; a name left out switches that cue off, for measurement)."""
 
@@ -73,6 +75,18 @@ def page_scores(rankings: list[list[tuple[int, float]]], weights: list[float], p
 
 
 def page_info(store: LocalStore, keys: list[PageKey]) -> dict[PageKey, PageInfo]:
+    """The statement and cue text of each page in ``keys`` (read once per page and index generation:
+    :meth:`LocalStore.memo`)."""
+    memo = store.memo("page_info")
+    missing = [key for key in keys if key not in memo]
+    if missing:
+        if len(memo) + len(missing) > MEMO_PAGES:
+            memo.clear()
+        memo.update(_page_info(store, missing))
+    return {key: memo[key] for key in keys}
+
+
+def _page_info(store: LocalStore, keys: list[PageKey]) -> dict[PageKey, PageInfo]:
     """The statement and cue text of each page in ``keys`` (one query over their text chunks)."""
     parts: dict[PageKey, dict[str, None]] = {key: {} for key in keys}
     for start in range(0, len(keys), 400):  # SQLite's bound-parameter limit
