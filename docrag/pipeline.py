@@ -25,6 +25,10 @@ from docrag.types import BBox, Block, Line, Page, Word, inside_share, union
 
 __all__ = ["process_page", "read_page", "read_document", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
 
+# On a text-layer page, an image this wide and tall (points) that looks like print is read by OCR.
+MIN_TEXT_IMAGE = (40.0, 8.0)
+# ... when its lines carry this many words each on average (text, not a chart's labels).
+PRINT_WORDS_PER_LINE = 3.0
 # On a digital page, images covering this much of the page are OCR'd too.
 MIXED_IMAGE_COVER = 0.3
 # ... and of those, each image covering at least this share of the page is read.
@@ -41,7 +45,10 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
     raster: Raster | None = None  # the image the lines were read from, in its reading frame
     if options.ocr == "never" or (options.ocr == "auto" and verdict.usable and verdict.image_cover < MIXED_IMAGE_COVER):
         page.method, page.reason = "text", verdict.reason if options.ocr == "auto" else "OCR disabled (--ocr never)"
-        page.blocks = layout.analyze(text_layer_lines(src), page.width, page.height)
+        lines = text_layer_lines(src)
+        if src.doc.kind == "pdf":
+            lines += text_in_images(src, images, lines, options)
+        page.blocks = layout.analyze(lines, page.width, page.height)
     elif options.ocr == "always" or not verdict.usable:
         page.method = "ocr"
         page.reason = "OCR forced (--ocr always)" if options.ocr == "always" else verdict.reason
@@ -172,6 +179,48 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, options: Rea
         if region.kind != "box":
             region.png = crop_png(crop_from, region.bbox)
     page.regions = regions
+
+
+def text_in_images(src: PageSource, images: list[BBox], lines: list[Line], options: ReadingOptions) -> list[Line]:
+    """OCR lines of the images of a text-layer page that look like rasterized text.
+
+    A screenshot of a dialog, a pasted scan of a note: their words are on the
+    page but not in its text layer. Only images with no text-layer line over
+    them, at least a word in size, that look like print (flat background,
+    dark ink, little colour) are read, and their lines kept when they read as
+    text; photos and charts are left to the figure stage.
+    """
+    wanted = [b for b in images if b[2] - b[0] >= MIN_TEXT_IMAGE[0] and b[3] - b[1] >= MIN_TEXT_IMAGE[1]
+              and not any(inside_share(ln.bbox, b) > 0.5 for ln in lines)]
+    if not wanted:
+        return []
+    raster = src.render(options.dpi)
+    upright = options.model_copy(update={"orientation": False})  # a screenshot is upright; a strip fools the check
+    found: list[Line] = []
+    for box in wanted:
+        insert = crop_raster(raster, box)
+        if min(insert.image.shape[:2]) < 8 or not looks_like_print(insert.image):
+            continue
+        read = [ln for ln in ocr_lines(insert, upright) if _inside_any(ln.bbox, [box])]
+        # Lines of text, not a chart's scattered labels (those belong to the figure stage's picture).
+        if read and sum(len(ln.text.split()) for ln in read) >= PRINT_WORDS_PER_LINE * len(read):
+            found += read
+    return found
+
+
+def looks_like_print(image: np.ndarray) -> bool:
+    """True for an RGB image of print: mostly flat background, some dark-on-light (or light-on-dark) ink, little colour.
+
+    >>> paper = np.full((40, 200, 3), 250, np.uint8); paper[15:25, 20:180:4] = 20
+    >>> looks_like_print(paper), looks_like_print(np.random.default_rng(0).integers(0, 255, (40, 200, 3), np.uint8))
+    (True, False)
+    """
+    img = image.astype(np.int16)
+    colour = float(((img.max(axis=2) - img.min(axis=2)) > 48).mean())
+    grey = img.mean(axis=2)
+    off = np.abs(grey - np.median(grey))
+    flat, ink = float((off < 24).mean()), float((off > 96).mean())
+    return colour < 0.2 and flat >= 0.6 and 0.005 <= ink <= 0.4
 
 
 def crop_raster(raster: Raster, box: BBox) -> Raster:
