@@ -20,7 +20,7 @@ $(STAMP): pyproject.toml Makefile
 
 demo: venv
 	$(VENV)/bin/docrag ingest fixtures/data --index demo-index
-	$(VENV)/bin/docrag info demo-index
+	$(VENV)/bin/docrag info --index demo-index
 	$(VENV)/bin/docrag search "zero lost-time injuries at the Tromso depot" --index demo-index -k 3
 	$(VENV)/bin/docrag search "how many battery-electric vans are in the fleet" --index demo-index -k 3
 
