@@ -65,20 +65,23 @@ def fixtures_dir() -> Path:
 
 @pytest.fixture(scope="session")
 def ocr_pages() -> Callable[..., list[Page]]:
-    """``ocr_pages(name, options=None)``: the pages of ``fixtures/data/name`` as
-    ``docrag.ocr(path, options)`` reads them, read once per session per (file, options);
-    each call gets its own deep copy, so a test may change them.
+    """``ocr_pages(name, options=None)``: the pages of ``fixtures/data/name`` (or of a
+    path, such as a ``shared/data`` page) as ``docrag.ocr(path, options)`` reads them,
+    read once per session per (file, options); each call gets its own deep copy, so a
+    test may change them.
 
     OCR is most of the suite's time: tests reading the same file the same way share it.
     """
     import docrag
 
+    ocr = docrag.ocr  # kept: a test may stand this fixture in for docrag.ocr
     read: dict[tuple[str, str], list[Page]] = {}
 
-    def pages(name: str, options: IngestOptions | None = None) -> list[Page]:
-        key = (name, options.model_dump_json() if options is not None else "")
+    def pages(name: str | Path, options: IngestOptions | None = None) -> list[Page]:
+        path = FIXTURES / name  # an absolute path stays itself
+        key = (str(path), options.model_dump_json() if options is not None else "")  # None: docrag.ocr's own default
         if key not in read:
-            read[key] = list(docrag.ocr(FIXTURES / name, options))
+            read[key] = list(ocr(path, options))
         return copy.deepcopy(read[key])
 
     return pages
@@ -86,11 +89,17 @@ def ocr_pages() -> Callable[..., list[Page]]:
 
 @pytest.fixture(scope="session")
 def built_index(tmp_path_factory: pytest.TempPathFactory):
-    """All fixtures ingested once with the real default engines (OCR + MiniLM)."""
+    """All fixtures ingested once with the real default engines (OCR + MiniLM).
+
+    Pages are read in this process (``workers=1``), where the engines are loaded
+    already: a pool (test_workers' subject) would start and load them again for
+    visual.pdf's four pages alone.
+    """
     from docrag import Index
+    from docrag.config import options_from_env
 
     path = tmp_path_factory.mktemp("index") / "ix"
-    index = Index(path)
+    index = Index(path, options_from_env(IngestOptions, workers=1))
     report = index.ingest([FIXTURES / name for name in SESSION_FILES])
     assert not report.failures, report.failures
     return index, report

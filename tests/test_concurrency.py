@@ -15,10 +15,10 @@ RUNNER = (
 )
 
 
-def _ingest_cmd(index: Path, files: list[Path]) -> list[str]:
+def _ingest_cmd(index: Path, files: list[Path], *extra: str) -> list[str]:
     code = RUNNER.format(tests=str(ROOT / "tests"))
     return [sys.executable, "-c", code, "ingest", *map(str, files), "--index", str(index), "-q",
-            "--ocr", "never", "--embedder", "fake-hash"]
+            "--ocr", "never", "--embedder", "fake-hash", *extra]
 
 
 def _snapshot(path: Path) -> tuple:
@@ -40,6 +40,6 @@ def test_two_concurrent_ingests_equal_a_sequential_one(tmp_path: Path, fixtures_
     assert [p.returncode for p in procs] == [0, 0], outs
     assert all("Traceback" not in err for _, err in outs)
     seq = tmp_path / "seq"
-    for files in (a, b):
-        subprocess.run(_ingest_cmd(seq, files), check=True, capture_output=True)
+    for files in (a, b):  # the reference reads its pages in-process: no page workers to start
+        subprocess.run(_ingest_cmd(seq, files, "--workers", "1"), check=True, capture_output=True)
     assert _snapshot(both) == _snapshot(seq)

@@ -90,9 +90,17 @@ def _info(index: Path) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "docrag", "info", str(index)], capture_output=True, text=True)
 
 
+@pytest.fixture(scope="module")
+def clean(corpus: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple:
+    """The corpus ingested without interruption (once for both signals)."""
+    path = tmp_path_factory.mktemp("clean") / "ix"
+    subprocess.run(_cmd(path, corpus, 0.0), check=True, capture_output=True)
+    return _snapshot(path)
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL], ids=["sigint", "sigkill"])
-def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, corpus: list[Path],
+def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, corpus: list[Path], clean: tuple,
                                                                     tmp_path: Path) -> None:
     index = tmp_path / "ix"
     code, _, err = _interrupt_after(index, corpus, sig, 2, 0.3, "--workers", "1")
@@ -111,9 +119,7 @@ def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, cor
     assert f"{FILES - kept} indexed, {kept} unchanged" in again.stdout
     assert _info(index).returncode == 0
 
-    clean = tmp_path / "clean"
-    subprocess.run(_cmd(clean, corpus, 0.0), check=True, capture_output=True)
-    assert _snapshot(index) == _snapshot(clean)  # no duplicates, nothing missing
+    assert _snapshot(index) == clean  # no duplicates, nothing missing
 
 
 @pytest.mark.slow

@@ -13,8 +13,6 @@ import docrag
 from docrag import Index, IngestOptions
 from docrag.index import journal as journal_module
 from docrag.index.journal import PageJournal, discard_journals, pending_journals, prune_journals
-from docrag.io import open_document
-from docrag.pipeline import read_page
 from docrag.workers import LocalPages
 
 OPTIONS = IngestOptions(ocr="never", embedder="fake-hash", workers=1)
@@ -26,11 +24,10 @@ def journal_text_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(journal_module, "JOURNALED", ("ocr", "mixed", "text"))
 
 
-def test_pages_with_regions_and_crops_round_trip(fixtures_dir: Path, tmp_path: Path, journal_text_pages: None) -> None:
-    pages = list(docrag.ocr(fixtures_dir / "visual.pdf", OPTIONS))
+def test_pages_with_regions_and_crops_round_trip(tmp_path: Path, journal_text_pages: None, ocr_pages) -> None:
+    pages = ocr_pages("visual.pdf", OPTIONS)
     assert any(getattr(r, "png", None) for p in pages for r in p.regions)  # the case worth testing
-    with open_document(fixtures_dir / "report_scan.pdf") as doc:  # an OCR'd page: words, confidences, skew
-        pages.append(read_page(doc.page(2), IngestOptions()))
+    pages.append(ocr_pages("report_scan.pdf")[1])  # an OCR'd page: words, confidences, skew (the session's reading)
     pages[-1].number = 99
     assert pages[-1].method == "ocr" and pages[-1].lines[0].words
     journal = PageJournal(tmp_path, "doc", "key")
@@ -169,14 +166,13 @@ def test_stale_journals_are_pruned(tmp_path: Path, journal_text_pages: None) -> 
     assert [j["doc_id"] for j in pending_journals(tmp_path)] == ["new"]
 
 
-def test_a_journal_round_trip_keeps_every_region_field(fixtures_dir: Path, tmp_path: Path,
-                                                       journal_text_pages: None) -> None:
+def test_a_journal_round_trip_keeps_every_region_field(tmp_path: Path, journal_text_pages: None, ocr_pages) -> None:
     """Issue #14: regions came back from the journal without their text (tables lost their rows)."""
     from dataclasses import fields
 
     from docrag.types import Region
 
-    pages = list(docrag.ocr(fixtures_dir / "visual.pdf", OPTIONS))
+    pages = ocr_pages("visual.pdf", OPTIONS)
     regions = [r for p in pages for r in p.regions]
     assert any(r.kind == "table" and r.inner_text for r in regions) and all(r.png for r in regions)
     journal = PageJournal(tmp_path, "doc", "key")

@@ -17,16 +17,16 @@ layout_bench = pytest.importorskip("layout", reason="bench/layout.py")
 
 pytestmark = pytest.mark.slow
 PAGES = layout_bench.load_pages(["born"], None) if layout_bench.LAYOUT_DEV.exists() else []
-# Known loss: the framed examples are raster screenshots on a text-layer page, and images under
-# 30% of a digital page are not OCR'd (93% of the words kept).
-KNOWN = {"guidelines_boxed_examples"}
 
 
 @pytest.mark.skipif(not PAGES, reason="needs ../shared/data/layout-dev")
 @pytest.mark.parametrize("page", PAGES, ids=[p.name for p in PAGES])
-def test_a_born_digital_page_keeps_its_words(page, tmp_path: Path) -> None:
-    if page.name in KNOWN:
-        pytest.xfail("text only inside a small image on a digital page is not OCR'd yet")
+def test_a_born_digital_page_keeps_its_words(page, tmp_path: Path, ocr_pages, monkeypatch: pytest.MonkeyPatch) -> None:
+    import docrag
+
+    # The bench's reader as it is, on the session's one docrag.ocr reading of the page
+    # (test_layout_model reads the same pages with the same options).
+    monkeypatch.setattr(docrag, "ocr", ocr_pages)
     read = layout_bench.read_docrag(page.path, tmp_path / "searchable.pdf")
     assert layout_bench.word_coverage(page.truth, read["lines"]) >= 0.97
     assert layout_bench.word_coverage(page.truth, read["pdf"]) >= 0.97
