@@ -46,7 +46,7 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
     if options.ocr == "never" or (options.ocr == "auto" and verdict.usable and verdict.image_cover < MIXED_IMAGE_COVER):
         page.method, page.reason = "text", verdict.reason if options.ocr == "auto" else "OCR disabled (--ocr never)"
         lines = text_layer_lines(src)
-        if src.doc.kind == "pdf":
+        if src.doc.kind == "pdf" and options.ocr == "auto":  # --ocr never reads no pixels
             lines += text_in_images(src, images, lines, options)
         page.blocks = layout.analyze(lines, page.width, page.height)
     elif options.ocr == "always" or not verdict.usable:
