@@ -79,19 +79,19 @@ def group_regions(blocks: list[Block], regions: list[Region],
         free = [ln for ln in lines if id(ln) not in owner]
         # Every region that holds labels, or no text at all, stands in as one tall line: it
         # takes its room in its column (a photo at the head of a column, too).
-        empty = [i for i in range(len(regions)) if i not in owner.values() and not region_lines(regions[i], lines)]
-        held = {r_idx: [Word(ln.text, ln.bbox) for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in empty}
+        held: dict[int, list[Line]] = {i: [] for i in range(len(regions))
+                                       if i not in owner.values() and not region_lines(regions[i], lines)}
         for ln in lines:
             if id(ln) in owner:
-                held.setdefault(owner[id(ln)], []).append(Word(ln.text, ln.bbox))
-        stand_ins = {r_idx: Line(text=f"[{regions[r_idx].kind}]", bbox=regions[r_idx].bbox, words=held[r_idx],
-                                 source="region") for r_idx in sorted(held)}
+                held.setdefault(owner[id(ln)], []).append(ln)
+        stand_ins = {r_idx: Line(text=f"[{regions[r_idx].kind}]", bbox=regions[r_idx].bbox,
+                                 words=[Word(ln.text, ln.bbox) for ln in held[r_idx]], source="region")
+                     for r_idx in sorted(held)}
         ordered = relayout(free + list(stand_ins.values()))
         if sum(len(b.lines) for b in ordered) == len(free) + len(stand_ins):  # nothing dropped or split
-            members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in stand_ins}
             for r_idx, stand_in in stand_ins.items():
                 owner[id(stand_in)] = r_idx
-            return _walk(ordered, owner, regions, members)
+            return _walk(ordered, owner, regions, held)
     members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in set(owner.values())}
     return _walk(blocks, owner, regions, members)
 
