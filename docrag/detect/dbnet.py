@@ -12,6 +12,7 @@ True
 
 from __future__ import annotations
 
+import functools
 import threading
 from importlib import resources
 from pathlib import Path
@@ -57,14 +58,17 @@ def rapidocr_model_path(task: str) -> Path:
     return found[-1]
 
 
+@functools.lru_cache(maxsize=None)
 def _default_model_name(root: Path, task: str) -> str | None:
-    """File name of rapidocr's configured default ``task`` model, or None."""
+    """File name of rapidocr's configured default ``task`` model, or None (read once per process)."""
     try:
         import yaml
 
-        cfg = yaml.safe_load((root / "config.yaml").read_text())
+        # libyaml's loader where PyYAML has it: the pure-Python one takes ~0.5 s per file here.
+        loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+        cfg = yaml.load((root / "config.yaml").read_text(), Loader=loader)  # noqa: S506 (a safe loader)
         sect = cfg["Det" if task == "det" else "Rec"]
-        table = yaml.safe_load((root / "default_models.yaml").read_text())
+        table = yaml.load((root / "default_models.yaml").read_text(), Loader=loader)  # noqa: S506
         entries = table["onnxruntime"][sect["ocr_version"]][task]
         suffix = f"_{task}_{sect['model_type']}"
         for key, entry in entries.items():

@@ -27,6 +27,9 @@ _MIN_CONTRAST = 40
 # Uncovered ink narrower than this many pixels at the first pass's scale is
 # punctuation, a speck or a rule's end, not a missed run of text.
 _MIN_RUN = 12
+# Ink within this share of the median line height of a found line (at least a pixel at the
+# first pass's scale) is that line's own: the box DBNet draws cuts the tips of some letters.
+_EDGE = 0.15
 
 
 def ocr_image(
@@ -70,8 +73,9 @@ def keep_and_retry(
         if not closer or _flat(image):
             return []
         whole = (0, 0, image.shape[1], image.shape[0])
-        return _good(_read_closer(image, whole, detector, recognizer, side), min_confidence)
+        return _good(_read_closer(image, [whole], detector, recognizer, side)[0], min_confidence)
     out: list[Recognized] = []
+    retry: list[tuple[int, int, int, int]] = []
     for r in lines:
         if _ok(r, min_confidence):
             out.append(r)
@@ -80,13 +84,19 @@ def keep_and_retry(
             continue
         x0, y0 = np.floor(r.quad.min(0)).astype(int)
         x1, y1 = np.ceil(r.quad.max(0)).astype(int)
-        if min(x1 - x0, y1 - y0) < _RETRY_MIN_SIDE:
-            continue
-        out += _good(_read_closer(image, (x0, y0, x1, y1), detector, recognizer, side), min_confidence)
-    if closer:
-        for box in _unread_ink(image, quads, side):
-            more = _good(_read_closer(image, box, detector, recognizer, side), min_confidence)
-            out += [r for r in more if not any(_overlap(r.quad, o.quad) > 0.5 for o in out)]
+        if min(x1 - x0, y1 - y0) >= _RETRY_MIN_SIDE:
+            retry.append((x0, y0, x1, y1))
+    if not closer:
+        return out
+    # Every closer look of the page is read in one recognizer call: its crops then
+    # fill the recognizer's threads (one box's few lines at a time would not).
+    ink = _unread_ink(image, quads, side)
+    found = _read_closer(image, retry + ink, detector, recognizer, side)
+    for more in found[: len(retry)]:
+        out += _good(more, min_confidence)
+    for more in found[len(retry):]:
+        more = _good(more, min_confidence)
+        out += [r for r in more if not any(_overlap(r.quad, o.quad) > 0.5 for o in out)]
     return out
 
 
@@ -107,7 +117,16 @@ def _unread_ink(image: np.ndarray, quads: np.ndarray, side: int) -> list[tuple[i
         return []
     _, ink = cv2.threshold(small, 0, 1, cv2.THRESH_BINARY_INV | cv2.THRESH_OTSU)
     if len(quads):
-        cv2.fillPoly(ink, [np.round(q * scale).astype(np.int32) for q in quads], 0)
+        small_quads = [np.round(q * scale).astype(np.int32) for q in quads]
+        covered = np.zeros_like(ink)
+        cv2.fillPoly(covered, small_quads, 1)
+        # Ink at a found line's edge (an ascender, a descender, the letters the box
+        # cut short) belongs to that line, which was read: only ink farther away than
+        # a share of a line's height is unread.
+        heights = [float(np.ptp(q[:, 1])) for q in small_quads]
+        r = max(1, round(_EDGE * float(np.median(heights))))
+        covered = cv2.dilate(covered, np.ones((2 * r + 1, 2 * r + 1), np.uint8))
+        ink[covered > 0] = 0
     # Letters of one line of small type join into a bar; words into a block.
     grouped = cv2.morphologyEx(ink, cv2.MORPH_CLOSE, np.ones((3, 7), np.uint8))
     n, _, stats, _ = cv2.connectedComponentsWithStats(grouped, connectivity=8)
@@ -145,21 +164,24 @@ def _flat(image: np.ndarray) -> bool:
 
 
 def _read_closer(
-    image: np.ndarray, box: tuple[int, int, int, int], detector: Detector, recognizer: Recognizer, side: int
-) -> list[Recognized]:
-    """Detect the ``box`` region again at ``_RETRY_ZOOM`` times the first pass's scale and read it."""
+    image: np.ndarray, boxes: list[tuple[int, int, int, int]], detector: Detector, recognizer: Recognizer,
+    side: int,
+) -> list[list[Recognized]]:
+    """The lines of each of ``boxes`` (pixels), detected again at ``_RETRY_ZOOM`` times the first pass's scale.
+
+    Each box is detected on its own; the quads found in all of them are read in one call.
+    """
     h, w = image.shape[:2]
-    x0, y0, x1, y1 = box
-    pad = max(4, (y1 - y0) // 4)
-    x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
-    region = np.ascontiguousarray(image[y0:y1, x0:x1])
     first_scale = side / max(h, w)
-    limit = int(min(1.0, _RETRY_ZOOM * first_scale) * max(region.shape[:2]))
-    quads = detector.detect(region, limit_side_len=max(32, limit))  # type: ignore[call-arg]
-    if len(quads) == 0:
-        return []
-    found = recognizer.recognize(region, quads)
-    for r in found:
-        r.quad = r.quad + np.array([x0, y0], np.float32)
-        r.words = [(t, (a + x0, b + y0, c + x0, d + y0)) for t, (a, b, c, d) in r.words]
-    return found
+    found: list[np.ndarray] = []
+    for x0, y0, x1, y1 in boxes:
+        pad = max(4, (y1 - y0) // 4)
+        x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
+        region = np.ascontiguousarray(image[y0:y1, x0:x1])
+        limit = int(min(1.0, _RETRY_ZOOM * first_scale) * max(region.shape[:2]))
+        quads = np.asarray(detector.detect(region, limit_side_len=max(32, limit)),  # type: ignore[call-arg]
+                           np.float32).reshape(-1, 4, 2)
+        found.append(quads + np.array([x0, y0], np.float32))
+    every = np.concatenate(found) if found else np.zeros((0, 4, 2), np.float32)
+    read = iter(recognizer.recognize(image, every) if len(every) else [])
+    return [[next(read) for _ in range(len(quads))] for quads in found]
