@@ -98,6 +98,25 @@ def test_lexicon_expands_analyst_words_into_document_words(query: str, statement
     assert words in plan.expansion and plan.expansion.startswith(query)
 
 
+def test_a_one_word_concept_steers_the_fusion_less_than_a_phrase(monkeypatch) -> None:
+    # "revenue" names most pages of a filing: its document words weigh half a firmly named concept's
+    assert plan_query("What revenue does Northwind expect for 2024?").strength == 0.5
+    assert plan_query("How much free cash flow did it generate?").strength == 1.0
+    assert plan_query("Who is the Nordic safety lead?").strength == 0.0
+    import numpy as np
+
+    import docrag.retrieve as retrieve
+
+    seen: list[list[float]] = []
+    monkeypatch.setattr(retrieve, "rrf", lambda rankings, k, weights: seen.append(weights) or rankings[0])
+    store = type("S", (), {"search_text": lambda *a: [], "search_vector": lambda *a: [], "profiles": lambda s: {},
+                           "hits": lambda s, r: []})()
+    embedder = type("E", (), {"embed_query": lambda s, q: np.zeros(4, np.float32)})()
+    for query, weight in (("revenue guidance", 0.5), ("free cash flow", 1.0)):
+        retrieve.search(store, embedder, query, mode="hybrid", cues=False, locate=False)
+        assert seen.pop()[2:] == [weight, weight]  # BM25 and dense of the concept's document words
+
+
 def test_longest_term_wins_and_plurals_match() -> None:
     lex = load_lexicon()
     assert [m.concept.name for m in lex.match("free cash flow")] == ["free cash flow"]

@@ -41,7 +41,9 @@ Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
 VISUAL_KINDS = ("figure", "chart", "table")
 EXPANSION_WEIGHT = 1.0
-"""Weight of each lexicon-expanded ranking (BM25 and dense) in the fusion; the plain rankings weigh 1."""
+"""Weight of each lexicon-expanded ranking (BM25 and dense) in the fusion for a firmly named concept
+(a phrase: "free cash flow"); a one-word concept ("revenue") weighs its cue strength times this.
+The plain rankings weigh 1."""
 CUE_WEIGHT = 1.0
 """Weight of each page cue (statement, section, period, filing) in page ranking."""
 
@@ -98,16 +100,18 @@ def search(
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
     weights = [1.0] * len(rankings)
+    # A one-word concept names many pages: its document words may steer the fusion less than a phrase's.
+    expansion_weight = EXPANSION_WEIGHT * plan.strength
     if plan.focus:
         # The words documents use for the query's concepts ("capex" -> "purchases of property and
         # equipment"), as rankings of their own so the query's words keep theirs. Without the
         # query's period words: the period is a cue of its own, and dates match every page of a filing.
         if mode != "dense":
             rankings.append(store.search_text(plan.focus, depth, filters))
-            weights.append(EXPANSION_WEIGHT)
+            weights.append(expansion_weight)
         if focus_vec is not None:
             rankings.append(store.search_vector(focus_vec.result(), depth, filters))
-            weights.append(EXPANSION_WEIGHT)
+            weights.append(expansion_weight)
     profiles = store.profiles() if cues else {}
     doc_scores = document_scores(store, query, profiles) if cues else {}
     cued = _best(doc_scores, len(profiles))

@@ -46,6 +46,8 @@ class QueryPlan:
         statements: Statement id -> cue strength (1.0 for a specific term, less for a one-word one).
         sections: Section heading words -> cue strength.
         period_words: Column heads and dates a page answering it prints.
+        strength: How firmly its concepts were named: the strongest match's cue strength
+            (1.0 for a phrase such as "quick ratio", 0.5 for a word such as "revenue"; 0 without one).
     """
 
     text: str
@@ -56,6 +58,7 @@ class QueryPlan:
     statements: dict[str, float] = field(default_factory=dict)
     sections: dict[str, float] = field(default_factory=dict)
     period_words: list[str] = field(default_factory=list)
+    strength: float = 0.0
 
 
 def _strength(match: Match) -> float:
@@ -77,6 +80,7 @@ def plan_query(query: str, lexicon: Lexicon | None = None) -> QueryPlan:
     extra: list[str] = []
     for m in plan.matches:
         strength = _strength(m)
+        plan.strength = max(plan.strength, strength)
         if m.concept.statement:
             plan.statements[m.concept.statement] = max(plan.statements.get(m.concept.statement, 0.0), strength)
         for section in m.concept.sections:
