@@ -40,7 +40,7 @@ def lookalike(tmp_path_factory: pytest.TempPathFactory):
 
     out = tmp_path_factory.mktemp("lookalike")
     rows = generate(out, companies=4, years=(2018, 2019, 2020), scanned_every=0)
-    index = Index(out / "ix", IngestOptions(figures=False))
+    index = Index(out / "ix", IngestOptions(figures=False, workers=1))  # pages read here: no pool to start
     report = index.ingest(sorted(out.glob("*.pdf")))
     assert not report.failures
     return index, rows
@@ -50,7 +50,8 @@ def lookalike(tmp_path_factory: pytest.TempPathFactory):
 def flat(lookalike, tmp_path_factory: pytest.TempPathFactory) -> Index:
     """The same corpus indexed the plain way: no context headers (searched without cues)."""
     index, _ = lookalike
-    flat_index = Index(tmp_path_factory.mktemp("flat") / "ix", IngestOptions(figures=False, context_headers=False))
+    flat_index = Index(tmp_path_factory.mktemp("flat") / "ix", IngestOptions(figures=False, context_headers=False,
+                                                                             workers=1))
     flat_index.ingest([d["path"] for d in index.documents()])
     return flat_index
 

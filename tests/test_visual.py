@@ -88,7 +88,7 @@ def test_image_embedder_crops_go_to_image_faiss_and_join_the_fusion(tmp_path: Pa
 
     if "fake-colour" not in IMAGE_EMBEDDERS.names():
         IMAGE_EMBEDDERS.register("fake-colour")(lambda model=None, device="auto": FakeImageEmbedder())
-    index = Index(tmp_path / "ix", IngestOptions(embedder="fake-hash", image_embedder="fake-colour"))
+    index = Index(tmp_path / "ix", IngestOptions(embedder="fake-hash", image_embedder="fake-colour", workers=1))
     index.ingest([fixtures_dir / "visual.pdf"])
     store = index.store()
     n_crops = store.db.execute("SELECT COUNT(*) FROM chunks WHERE image IS NOT NULL").fetchone()[0]
