@@ -49,3 +49,31 @@ def test_every_layout_engine_orders_a_table_by_rows(name: str) -> None:
     blocks = get_layout(name).analyze(lines, 612, 792)
     texts = [ln.text for b in blocks for ln in b.lines]
     assert texts[:3] == ["Revenue", "4,820", "4,410"]
+
+
+@pytest.mark.parametrize("turn", [0, 90, 180, 270])
+def test_a_table_read_turned_is_ordered_by_its_own_rows(turn: int) -> None:
+    """A scan read turned keeps its lines in page space: the table's rows run across the page there."""
+    from docrag.layout.grouping import _rows
+    from docrag.types import Word
+
+    def to_page(x0: float, y0: float, x1: float, y1: float) -> tuple[float, float, float, float]:
+        # the reading frame (600 x 800) as it lies on a page turned by `turn` degrees
+        corners = [(x0, y0), (x1, y1)]
+        if turn == 90:
+            corners = [(800 - y, x) for x, y in corners]
+        elif turn == 180:
+            corners = [(600 - x, 800 - y) for x, y in corners]
+        elif turn == 270:
+            corners = [(y, 600 - x) for x, y in corners]
+        (a, b), (c, d) = corners
+        return min(a, c), min(b, d), max(a, c), max(b, d)
+
+    def line(text: str, x: float, y: float) -> Line:
+        first, second = text.split()
+        words = [Word(first, to_page(x, y, x + 40, y + 12)), Word(second, to_page(x + 50, y, x + 90, y + 12))]
+        return Line(text=text, bbox=to_page(x, y, x + 90, y + 12), words=words)
+
+    cells = [line("Model X1", 100, 100), line("weight 12", 300, 100), line("Model X2", 100, 130),
+             line("weight 15", 300, 130)]
+    assert [ln.text for ln in _rows(cells[::-1])] == ["Model X1", "weight 12", "Model X2", "weight 15"]

@@ -186,3 +186,70 @@ def test_region_recall_on_born_digital_pages(ocr_pages) -> None:
     recall, misses = _recall(["born"], lambda path: _regions_of(ocr_pages(path, IngestOptions(layout="picodet"))))
     print(f"\nborn-digital region recall {recall:.3f}; missed: {misses}")
     assert recall >= 0.85, misses  # measured 0.895 (heuristic: 0.61)
+
+
+# ---------------------------------------------------------------- rules that mend scans' boxes
+
+
+def _spec_sheet_column(rows: list[tuple[str, str]], ruled_after: list[int], band: bool = True) -> np.ndarray:
+    """A 150 dpi grey page image: a heading band, then key/value rows (key flush left, value flush
+    right) with a thin rule under the rows in ``ruled_after``: a spec sheet's table."""
+    import cv2
+
+    img = np.full((700, 500), 235, np.uint8)
+    if band:
+        img[40:72, 50:450] = 110  # the heading bar
+    y = 100
+    for i, (key, value) in enumerate(rows):
+        cv2.putText(img, key, (52, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 20, 1, cv2.LINE_AA)
+        (w, _), _ = cv2.getTextSize(value, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
+        cv2.putText(img, value, (448 - w, y), cv2.FONT_HERSHEY_SIMPLEX, 0.5, 20, 1, cv2.LINE_AA)
+        if i in ruled_after:
+            img[y + 8:y + 10, 50:450] = 60
+        y += 26
+    return img
+
+
+def test_a_table_ruled_between_its_rows_takes_in_its_first_and_last_rows() -> None:
+    from docrag.layout.raster_boxes import find_boxes
+
+    rows = [("Model", "Y4TNV98C"), ("Fuel", "Diesel"), ("Cylinders", "4"), ("Cooling", "Water")]
+    stacks = [b for kind, b in find_boxes(_spec_sheet_column(rows, [0, 1, 2]), 150 / 72) if kind == "stack"]
+    assert len(stacks) == 1
+    x0, y0, x1, y1 = stacks[0]
+    assert y0 < 100 - 5 and y1 > 100 + 3 * 26  # the first row (above the first rule) and the last (below the last)
+    assert y0 > 72  # not the heading bar
+    # two rules with a row above, between and below are a table too
+    two = find_boxes(_spec_sheet_column(rows[:3], [0, 1]), 150 / 72)
+    assert [kind for kind, _ in two] == ["stack"]
+    assert two[0][1][1] < 100 - 5 and two[0][1][3] > 100 + 2 * 26
+
+
+def test_two_rules_around_a_heading_are_no_table() -> None:
+    from docrag.layout.raster_boxes import find_boxes
+
+    # a page number above, a heading with the journal's name flush right between, body text below
+    img = _spec_sheet_column([("47698", ""), ("Proposed Rules", "Register"), ("This section", "")], [0, 1], band=False)
+    assert not [b for kind, b in find_boxes(img, 150 / 72) if kind == "stack"]
+    ruled = _spec_sheet_column([("Voltage", "12 V"), ("Rating", "60 A"), ("Battery", "850 CCA")], [0, 1], band=False)
+    assert [kind for kind, _ in find_boxes(ruled, 150 / 72)] == ["stack"]  # the same with values flush right
+
+
+def test_stacked_model_boxes_are_cut_to_the_rest() -> None:
+    from docrag.layout.picodet import LayoutBox
+    from docrag.layout.scan_rules import split_stacked
+
+    outer, top = LayoutBox("figure", 0.6, (0.0, 300.0, 100.0, 500.0)), LayoutBox("figure", 0.8, (0.0, 300.0, 100.0, 400.0))
+    assert [d.box for d in split_stacked([top, outer], lambda box: False)] == [top.box, (0.0, 400.0, 100.0, 500.0)]
+    assert [d.box for d in split_stacked([top, outer], lambda box: True)] == [top.box, outer.box]  # the rest is text
+    side = LayoutBox("figure", 0.8, (0.0, 300.0, 40.0, 400.0))  # not as wide as the outer box: kept whole
+    assert [d.box for d in split_stacked([side, outer], lambda box: False)] == [side.box, outer.box]
+
+
+def test_a_model_table_holding_tables_gives_way_to_them_and_their_rules_are_no_figure() -> None:
+    from docrag.layout.scan_rules import covered, holds_tables
+
+    parts = [Region("table", (30, 280, 200, 440), source="raster-stack"), Region("table", (30, 460, 200, 540), source="picodet")]
+    column = Region("table", (20, 270, 210, 720), source="picodet")
+    assert holds_tables(column, parts + [column]) and not holds_tables(parts[1], parts + [column])
+    assert covered((25, 270, 205, 545), parts) > 0.6  # an inked "figure" that is the two tables' rules and bands

@@ -127,18 +127,36 @@ def _region_block(region: Region, lines: list[Line], column: int) -> Block:
 
 
 def _rows(lines: list[Line]) -> list[Line]:
-    """Lines row by row (rows by vertical centre, top to bottom), cells left to right."""
+    """Lines row by row (rows by vertical centre, top to bottom), cells left to right, in the
+    reading frame: on a page read turned, page space runs the rows sideways."""
+    turn = _upright(lines)
+    boxes = {id(ln): turn(ln.bbox) for ln in lines}
     rows: list[list[Line]] = []
-    for ln in sorted(lines, key=lambda x: (x.bbox[1] + x.bbox[3]) / 2):
-        mid, h = (ln.bbox[1] + ln.bbox[3]) / 2, ln.bbox[3] - ln.bbox[1]
+    for ln in sorted(lines, key=lambda x: (boxes[id(x)][1] + boxes[id(x)][3]) / 2):
+        b = boxes[id(ln)]
+        mid, h = (b[1] + b[3]) / 2, b[3] - b[1]
         if rows:
             last = rows[-1]
-            last_mid = sum((x.bbox[1] + x.bbox[3]) / 2 for x in last) / len(last)
-            if abs(mid - last_mid) < 0.5 * max(h, min(x.bbox[3] - x.bbox[1] for x in last)):
+            last_mid = sum((boxes[id(x)][1] + boxes[id(x)][3]) / 2 for x in last) / len(last)
+            if abs(mid - last_mid) < 0.5 * max(h, min(boxes[id(x)][3] - boxes[id(x)][1] for x in last)):
                 last.append(ln)
                 continue
         rows.append([ln])
-    return [ln for row in rows for ln in sorted(row, key=lambda x: x.bbox[0])]
+    return [ln for row in rows for ln in sorted(row, key=lambda x: boxes[id(x)][0])]
+
+
+def _upright(lines: list[Line]) -> Callable[[tuple], tuple]:
+    """The map of page boxes into the reading frame, told by where the lines' words run."""
+    dx = dy = 0.0
+    for ln in lines:
+        if ln.words and len(ln.words) >= 2:
+            a, b = ln.words[0].bbox, ln.words[-1].bbox
+            dx += (b[0] + b[2]) - (a[0] + a[2])
+            dy += (b[1] + b[3]) - (a[1] + a[3])
+    if abs(dy) <= abs(dx):
+        return (lambda b: b) if dx >= 0 else (lambda b: (-b[2], -b[3], -b[0], -b[1]))
+    # text running down the page: read turned a quarter clockwise (its top at the right), else anticlockwise
+    return (lambda b: (b[1], -b[2], b[3], -b[0])) if dy > 0 else (lambda b: (-b[3], b[0], -b[1], b[2]))
 
 
 def _like(block: Block, lines: list[Line]) -> Block:

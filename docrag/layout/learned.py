@@ -15,7 +15,10 @@ text-only page gets the ruled and borderless tables without the model.
 Scans: the model's boxes (at a lower threshold: it is the main source there),
 rule stacks and boxed notes found with OpenCV (:mod:`docrag.layout.raster_boxes`)
 and the heuristic's regions (ruled grids, inked areas, borderless tables)
-where nothing else claims the spot.
+where nothing else claims the spot. The model's box shapes are mended first
+(:mod:`docrag.layout.scan_rules`: stacked boxes cut apart, a model table
+holding other tables dropped, a "figure" that is tables' rules dropped), and
+a figure the model barely sees is kept where its pixels are a picture.
 
 On both, a model table holding running prose is dropped (a text column the
 model took for a table), and no region covers more than 60 % of a page that
@@ -38,8 +41,9 @@ from docrag.layout import HeuristicLayout
 from docrag.layout.classify import classify_image
 from docrag.layout.geometry import big_enough, box_candidates, drawings, image_boxes, vector_clusters
 from docrag.layout.grouping import FIGURE_BLOCKS, holds_prose, region_lines
-from docrag.layout.raster_boxes import find_boxes
+from docrag.layout.raster_boxes import find_boxes, picture_share
 from docrag.layout.regions import at_most, born_digital, find_regions, finish_regions, grid_tables, ruled_segments
+from docrag.layout.scan_rules import covered, holds_tables, split_stacked
 from docrag.layout.tables import borderless_tables
 from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, union
 
@@ -55,6 +59,11 @@ RASTER_DPI = 150
 # is one voice among the PDF's objects; on scans it is the main one.
 CONF_BORN = 0.5
 CONF_SCAN = 0.3
+# Under CONF_SCAN down to this, a model figure counts where its pixels look like a picture over
+# PICTURE_SHARE of it (layout-dev: the faint figures so textured were photos, bar one strip of a
+# full-bleed photo; a text column, chart or table the model doubts scores under 0.1).
+CONF_FAINT = 0.1
+PICTURE_SHARE = 0.6
 # The size guard (the bench's acceptance rule): no region over this share of a
 # page with more than this many words.
 OVERSIZE = 0.6
@@ -237,11 +246,14 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
     heuristic = find_regions(src, lines, small)
     for r in heuristic:
         r.caption = r.caption_bbox = None  # linked again over the fused set
-    found = sorted(load_picodet().detect(small.image, conf=CONF_SCAN), key=lambda d: -d.score)
-    boxes = find_boxes(small.image, small.dpi / 72.0)
 
     def pt(box: tuple[float, float, float, float]) -> BBox:
         return small.box_points(_corners(box))
+
+    detected = sorted(load_picodet().detect(small.image, conf=CONF_FAINT), key=lambda d: -d.score)
+    found = [d for d in detected if d.score >= CONF_SCAN]
+    found = split_stacked(found, lambda b: _behind_text(pt(b), lines))
+    boxes = find_boxes(small.image, small.dpi / 72.0)
 
     tables: list[Region] = []
     for d in found:
@@ -253,15 +265,25 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
     for r in heuristic:
         if r.kind == "table":
             _add_new(tables, r)
+    tables = [t for t in tables if not holds_tables(t, tables)]
     figures: list[Region] = []
     for d in found:
-        if d.label == "figure" and not _in_any(pt(d.box), tables, 0.6):
+        if d.label == "figure" and covered(pt(d.box), tables) <= 0.6:
             region = Region("figure", pt(d.box), score=d.score, source="picodet")
             if _add_new(figures, region):
                 region.kind, region.subtype = _classify(_crop_px(small.image, d.box))
     for r in heuristic:
-        if r.kind in FIGURE_BLOCKS and not _in_any(r.bbox, tables, 0.6):
+        if r.kind in FIGURE_BLOCKS and covered(r.bbox, tables) <= 0.6:
             _add_new(figures, r)
+    faint = [d for d in detected if d.label == "figure" and d.score < CONF_SCAN]
+    if faint:  # a faint model figure is kept where its pixels are a picture: the two agree
+        text = [_px_box(small, ln.bbox) for ln in lines]
+        for d in faint:
+            if picture_share(small.image, d.box, text, small.dpi / 72.0) >= PICTURE_SHARE \
+                    and covered(pt(d.box), tables) <= 0.6:
+                region = Region("figure", pt(d.box), score=d.score, source="picodet+pixels")
+                if _add_new(figures, region):
+                    region.kind, region.subtype = _classify(_crop_px(small.image, d.box))
     # Unlike on born-digital pages, a note inside a figure stays: a scan's inked "figure" often is the tinted note.
     notes = [Region("box", pt(b), score=0.6, source=f"raster-{kind}") for kind, b in boxes
              if kind != "stack" and not _in_any(pt(b), tables, 0.5)
@@ -310,13 +332,17 @@ def _corners(box: tuple[float, float, float, float]) -> np.ndarray:
     return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
 
 
-def _crop(raster: Raster, box: BBox) -> np.ndarray:
-    """The pixels of ``raster`` under a page-point box."""
+def _px_box(raster: Raster, box: BBox) -> tuple[float, float, float, float]:
+    """A page-point box in the pixels of ``raster``."""
     inv = np.linalg.inv(np.vstack([raster.to_points, [0.0, 0.0, 1.0]]))[:2]
     px = _corners(box) @ inv[:, :2].T + inv[:, 2]
-    x0, y0 = px.min(axis=0)
-    x1, y1 = px.max(axis=0)
-    return _crop_px(raster.image, (x0, y0, x1, y1))
+    (x0, y0), (x1, y1) = px.min(axis=0), px.max(axis=0)
+    return float(x0), float(y0), float(x1), float(y1)
+
+
+def _crop(raster: Raster, box: BBox) -> np.ndarray:
+    """The pixels of ``raster`` under a page-point box."""
+    return _crop_px(raster.image, _px_box(raster, box))
 
 
 def _classify(crop: np.ndarray) -> tuple[RegionKind, str]:

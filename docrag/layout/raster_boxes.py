@@ -7,7 +7,12 @@ The raster counterpart of :func:`docrag.layout.geometry.box_candidates`, for sca
 * ``rules``: two long horizontal rules of one extent with one to four text rows between
   them and no vertical rules (admonitions);
 * ``stack``: three or more horizontal rules of one extent, each gap holding text, no
-  vertical rules between (booktabs tables, key/value tables ruled under every row).
+  vertical rules between (booktabs tables, key/value tables ruled under every row), cut
+  at filled heading bands; a table ruled only *between* its rows takes in the rows just
+  outside its first and last rules (then two rules do, when keys and values sit flush
+  with the rules' ends).
+
+``picture_share`` tells a picture's pixels (local contrast) from paper, tints and text.
 
 All sizes are in points, turned into pixels with the image's scale.
 
@@ -23,7 +28,7 @@ import numpy as np
 from docrag.layout.regions import MIN_SIDE
 from docrag.types import area, inside_share
 
-__all__ = ["find_boxes"]
+__all__ = ["find_boxes", "picture_share"]
 
 PxBox = tuple[float, float, float, float]
 
@@ -35,6 +40,11 @@ RULE_LENGTH = 30.0
 MAX_COVER = 0.6
 # Rules of a stack are at most this far apart (points).
 STACK_GAP = 80.0
+# A key/value table's keys (values) start (end) within this many points of its rules' left (right) end.
+KEY_INDENT = 10.0
+# A picture's pixels: grey levels over a 4-pt window spread this much (standard deviation); scan
+# noise on paper stays under it (sigma 4-9 at 200-300 dpi, less at the 150 dpi searched).
+PICTURE_CONTRAST = 8.0
 
 
 def find_boxes(image: np.ndarray, scale: float) -> list[tuple[str, PxBox]]:
@@ -61,7 +71,9 @@ def find_boxes(image: np.ndarray, scale: float) -> list[tuple[str, PxBox]]:
     if image.ndim == 3:
         out += _tints(image, glyphs, scale)
     out += _rule_pairs(hrules, vmask, glyphs, scale, grey.shape[1])
-    out += _stacks(hrules, vmask, glyphs, scale)
+    # Filled bands (section heading bars): clearly darker than the paper over most of a pixel row.
+    solid = (grey < 0.8 * float(np.median(grey))).astype(np.uint8)
+    out += _stacks(hrules, vmask, glyphs, solid, scale)
     keep: list[tuple[str, PxBox]] = []
     for kind, b in sorted(out, key=lambda kb: -area(kb[1])):
         if not any(inside_share(b, o) > 0.9 for _, o in keep):
@@ -148,8 +160,14 @@ def _rule_pairs(hrules: list, vmask: np.ndarray, glyphs: np.ndarray, scale: floa
     return out
 
 
-def _stacks(hrules: list, vmask: np.ndarray, glyphs: np.ndarray, scale: float) -> list:
-    """Runs of three or more rules of one extent with text in every gap and no vertical rules."""
+def _stacks(hrules: list, vmask: np.ndarray, glyphs: np.ndarray, solid: np.ndarray, scale: float) -> list:
+    """Tables ruled between their rows: runs of rules of one extent with text in every gap, no vertical rules.
+
+    Key/value tables ruled under every row but the last (spec sheets) have a
+    row above the first rule and one below the last: the box takes them in
+    (:func:`_outer_rows`). A run needs three rules, or two with such a row on
+    both sides (three rows ruled apart).
+    """
     rules = sorted((r for r in hrules if r[2] - r[0] >= 2 * MIN_SIDE * scale), key=lambda r: r[1])
     tol = 4 * scale
     used: set[int] = set()
@@ -166,30 +184,121 @@ def _stacks(hrules: list, vmask: np.ndarray, glyphs: np.ndarray, scale: float) -
                 break
             run.append(q)
             used.add(j)
-        for part in _split_run(run):
+        for part in _split_run(run, solid, scale):
             box = (min(q[0] for q in part), part[0][1], max(q[2] for q in part), part[-1][3])
             if vmask[box[1]:box[3], box[0] + int(tol):box[2] - int(tol)].any():
                 continue  # a ruled grid: the grid-table finder's
-            if all(_text_rows(glyphs, (box[0], a[3], box[2], b[1]), scale) >= 1 for a, b in zip(part, part[1:])):
-                out.append(("stack", box))
+            inner = [_row_spans(glyphs, (box[0], a[3], box[2], b[1]), scale) for a, b in zip(part, part[1:])]
+            if not all(inner):
+                continue
+            top, bottom = _outer_rows(part, inner, glyphs, solid, box, scale)
+            grown = (box[0], top, box[2], bottom)
+            if len(part) >= 3 or (top < box[1] and bottom > box[3] and _key_column(part, glyphs, vmask, grown, scale)):
+                out.append(("stack", grown))
     return out
 
 
-def _split_run(run: list) -> list[list]:
-    """A run of rules cut where a gap is far wider than its usual row gap (a heading between two tables)."""
-    if len(run) < 3:
-        return []
-    gaps = [b[1] - a[3] for a, b in zip(run, run[1:])]
-    med = float(np.median(gaps))
-    parts, cur = [], [run[0]]
-    for q, g in zip(run[1:], gaps):
-        if len(run) >= 5 and g > 2.5 * med:
-            parts.append(cur)
-            cur = [q]
+def _key_column(part: list, glyphs: np.ndarray, vmask: np.ndarray, box: tuple, scale: float) -> bool:
+    """Whether two rules with a row above, between and below read as a key/value table.
+
+    Each of the three cells holds text flush with the rules' left end (its key)
+    and text flush with their right end (its value); no vertical rule closes
+    the ends (two rules joined by sides are a frame, a boxed note). A heading
+    between two page-wide rules, with body text above and below, is neither.
+    """
+    x0, y0, x1, y1 = box
+    if vmask[part[0][1]:part[-1][3], max(0, int(x0 - KEY_INDENT * scale)):int(x1 + KEY_INDENT * scale)].any():
+        return False
+    gx, gy = glyphs[:, 0] + glyphs[:, 2] / 2, glyphs[:, 1] + glyphs[:, 3] / 2
+    reach = KEY_INDENT * scale
+    for t, b in [(y0, part[0][1]), (part[0][3], part[1][1]), (part[-1][3], y1)]:  # the three cells
+        g = glyphs[(gy > t) & (gy < b) & (gx > x0) & (gx < x1)]
+        if not g.size or g[:, 0].min() - x0 > reach or x1 - (g[:, 0] + g[:, 2]).max() > reach:
+            return False
+    return True
+
+
+def _split_run(run: list, solid: np.ndarray, scale: float) -> list[list]:
+    """A run of rules cut at a filled band (a section heading bar) and where a gap is far wider
+    than its usual row gap (a heading between two tables); parts of two or more rules."""
+    pieces, cur = [], [run[0]]
+    for a, b in zip(run, run[1:]):
+        if _band(solid, (min(a[0], b[0]), a[3], max(a[2], b[2]), b[1]), scale):
+            pieces.append(cur)
+            cur = [b]
         else:
-            cur.append(q)
-    parts.append(cur)
-    return [p for p in parts if len(p) >= 3]
+            cur.append(b)
+    pieces.append(cur)
+    parts = []
+    for piece in pieces:
+        gaps = [b[1] - a[3] for a, b in zip(piece, piece[1:])]
+        med = float(np.median(gaps)) if gaps else 0.0
+        cur = [piece[0]]
+        for q, g in zip(piece[1:], gaps):
+            if len(piece) >= 5 and g > 2.5 * med:
+                parts.append(cur)
+                cur = [q]
+            else:
+                cur.append(q)
+        parts.append(cur)
+    return [p for p in parts if len(p) >= 2]
+
+
+def _outer_rows(part: list, inner: list[list], glyphs: np.ndarray, solid: np.ndarray, box: tuple,
+                scale: float) -> tuple[int, int]:
+    """Top and bottom of a rule stack grown by the rows just outside its first and last rules.
+
+    A row counts when it sits as close to the rule as rows inside the stack sit
+    to theirs (a caption or body text above or below a booktabs table stands
+    further off), and the lines of one cell follow at the cell's own leading,
+    no more of them than a cell inside holds (at least three), never across a band.
+    """
+    pads = [r[0][0] - a[3] for a, r in zip(part, inner)] + [b[1] - r[-1][1] for b, r in zip(part[1:], inner)]
+    pad = max(float(np.median(pads)), scale)
+    leads = [q[0] - p[1] for rows in inner for p, q in zip(rows, rows[1:])]
+    first, following = 1.5 * pad + 2 * scale, 1.5 * max(pad, float(np.median(leads)) if leads else 0.0) + scale
+    most = max(3, max(len(rows) for rows in inner))
+    x0, y0, x1, y1 = box
+    above = _row_spans(glyphs, (x0, max(0, y0 - STACK_GAP * scale), x1, y0), scale)
+    top = y0
+    for k, (t, b) in enumerate(reversed(above[-most:])):
+        if top - b > (first if k == 0 else following) or _band(solid, (x0, t, x1, top), scale):
+            break
+        top = t
+    below = _row_spans(glyphs, (x0, y1, x1, y1 + STACK_GAP * scale), scale)
+    bottom = y1
+    for k, (t, b) in enumerate(below[:most]):
+        if t - bottom > (first if k == 0 else following) or _band(solid, (x0, bottom, x1, b), scale):
+            break
+        bottom = b
+    return int(top), int(bottom)
+
+
+def _band(solid: np.ndarray, box: tuple, scale: float) -> bool:
+    """Whether ``box`` holds a filled band: 3 pt or more of pixel rows mostly solid across it (text never is)."""
+    x0, y0, x1, y1 = (int(v) for v in box)
+    if y1 <= y0 or x1 <= x0:
+        return False
+    return int((solid[y0:y1, x0:x1].mean(axis=1) >= 0.6).sum()) >= 3 * scale
+
+
+def _row_spans(glyphs: np.ndarray, box: tuple, scale: float) -> list[tuple[float, float]]:
+    """``(top, bottom)`` of the text rows whose glyph centres lie in ``box``, top to bottom
+    (centres more than 4 pt apart start a new row, as in :func:`_text_rows`)."""
+    x0, y0, x1, y1 = box
+    gx, gy = glyphs[:, 0] + glyphs[:, 2] / 2, glyphs[:, 1] + glyphs[:, 3] / 2
+    g = glyphs[(gx > x0) & (gx < x1) & (gy > y0) & (gy < y1)]
+    g = g[np.argsort(g[:, 1] + g[:, 3] / 2)]
+    rows: list[list[float]] = []
+    last = -np.inf
+    for x, y, w, h, _ in g:
+        c = y + h / 2
+        if c - last > 4 * scale:
+            rows.append([float(y), float(y + h)])
+        else:
+            rows[-1] = [min(rows[-1][0], float(y)), max(rows[-1][1], float(y + h))]
+        last = c
+    return [(t, b) for t, b in rows]
 
 
 def _glyphs(dark: np.ndarray, scale: float) -> np.ndarray:
@@ -217,3 +326,35 @@ def _text_rows(glyphs: np.ndarray, box: tuple, scale: float) -> int:
     """Distinct text rows in ``box``: glyph centres more than 4 pt apart start a new row."""
     ys = np.sort(_centres_in(glyphs, box))
     return int(1 + (np.diff(ys) > 4 * scale).sum()) if ys.size else 0
+
+
+def picture_share(image: np.ndarray, box: PxBox, text: list[PxBox], scale: float) -> float:
+    """Share of ``box`` (pixels) that looks like a picture: local contrast over 4 pt, outside the ``text`` boxes.
+
+    A photo (or its halftone on a bilevel scan) varies almost everywhere; paper,
+    flat tints and the space between labels do not, and text is left out, so a
+    text column, a chart or a tinted note scores low.
+
+    >>> import numpy as np
+    >>> noise = np.random.default_rng(0).integers(0, 255, (200, 200)).astype(np.uint8)
+    >>> paper = np.full((90, 90), 200, np.uint8)
+    >>> picture_share(noise, (0, 0, 200, 200), [], 2.0), picture_share(paper, (0, 0, 90, 90), [], 2.0)
+    (1.0, 0.0)
+    """
+    import cv2
+
+    h, w = image.shape[:2]
+    x0, y0 = max(0, int(box[0])), max(0, int(box[1]))
+    x1, y1 = min(w, int(np.ceil(box[2]))), min(h, int(np.ceil(box[3])))
+    if x1 <= x0 or y1 <= y0:
+        return 0.0
+    grey = image[y0:y1, x0:x1]
+    grey = (cv2.cvtColor(grey, cv2.COLOR_RGB2GRAY) if grey.ndim == 3 else grey).astype(np.float32)
+    k = int(4 * scale) | 1
+    mean, sq = cv2.blur(grey, (k, k)), cv2.blur(grey * grey, (k, k))
+    varied = np.sqrt(np.maximum(sq - mean * mean, 0)) > PICTURE_CONTRAST
+    pad = int(1.5 * scale)
+    for t in text:
+        varied[max(0, int(t[1]) - pad - y0):max(0, int(t[3]) + pad - y0),
+               max(0, int(t[0]) - pad - x0):max(0, int(t[2]) + pad - x0)] = False
+    return float(varied.mean())

@@ -1,0 +1,82 @@
+"""Rules that mend the layout model's boxes on scans, where it is the main source of regions.
+
+On a scan the model (:mod:`docrag.layout.picodet`) sees only pixels, and its
+mistakes have shapes: two stacked pictures (or tables) boxed singly and as one,
+a column of key/value tables boxed as one table, a figure that is nothing but
+the rules and heading bands of tables found elsewhere. Each rule here undoes
+one of them, in the model's pixel boxes or in page points alike.
+
+>>> from docrag.layout.picodet import LayoutBox
+>>> pair = [LayoutBox("figure", 0.9, (0, 0, 100, 210)), LayoutBox("figure", 0.8, (0, 0, 100, 100))]
+>>> [d.box for d in split_stacked(pair, lambda box: False)]
+[(0, 100, 100, 210), (0, 0, 100, 100)]
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Callable
+
+from docrag.types import BBox, Region, inside_share
+
+if TYPE_CHECKING:
+    from docrag.layout.picodet import LayoutBox
+
+__all__ = ["split_stacked", "holds_tables", "covered"]
+
+# A model box holding another of its kind that spans 90 % of it across, sits within 10 % of one end
+# and takes at most 70 % of its length is two stacked regions (:func:`split_stacked`).
+STACK_SPAN, STACK_END, STACK_PART = 0.9, 0.1, 0.7
+
+
+def split_stacked(found: list[LayoutBox], text: Callable[[BBox], bool]) -> list[LayoutBox]:
+    """Model boxes holding another of their kind at one end, as wide (or tall) as they are, cut to the rest.
+
+    On scans the model often boxes two stacked pictures (or two tables one
+    above the other) both singly and as one; the outer box then matches
+    neither. What lies beyond the inner box is the other one, unless it is
+    text (``text(box)``: a figure's rest reading as running text means the
+    outer box was a text column, kept as it is for the later checks).
+    """
+    out = []
+    for d in found:
+        box = d.box
+        for e in found:
+            if e is d or e.label != d.label or inside_share(e.box, d.box) < 0.9:
+                continue
+            rest = _rest(box, e.box)
+            if rest is not None and (d.label == "table" or not text(rest)):
+                box = rest
+        out.append(d._replace(box=box) if box != d.box else d)
+    return out
+
+
+def _rest(outer: BBox, inner: BBox) -> BBox | None:
+    """``outer`` less ``inner`` when ``inner`` spans it across one axis and sits at one end of the other."""
+    for a in (0, 1):  # a: the axis ``inner`` sits at an end of; b: the axis it spans
+        b = 1 - a
+        lo, hi, size = outer[a], outer[a + 2], outer[a + 2] - outer[a]
+        spans = inner[b + 2] - inner[b] >= STACK_SPAN * (outer[b + 2] - outer[b])
+        if not spans or inner[a + 2] - inner[a] > STACK_PART * size:
+            continue
+        rest = list(outer)
+        if inner[a] - lo <= STACK_END * size:
+            rest[a] = inner[a + 2]
+        elif hi - inner[a + 2] <= STACK_END * size:
+            rest[a + 2] = inner[a]
+        else:
+            continue
+        return tuple(rest)  # type: ignore[return-value]
+    return None
+
+
+def holds_tables(table: Region, tables: list[Region]) -> bool:
+    """A model table holding two or more other tables: a block of tables (a spec sheet's column,
+    two columns of them) the model took for one; the parts are the tables."""
+    return table.source == "picodet" and sum(
+        o is not table and inside_share(o.bbox, table.bbox) > 0.8 for o in tables) >= 2
+
+
+def covered(box: BBox, tables: list[Region]) -> float:
+    """Share of ``box`` under the tables (summed; a figure made of the rules and heading bands of
+    several tables is those tables, not a picture)."""
+    return sum(inside_share(box, t.bbox) for t in tables)
