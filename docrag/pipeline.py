@@ -33,6 +33,8 @@ PRINT_WORDS_PER_LINE = 3.0
 MIXED_IMAGE_COVER = 0.3
 # ... and of those, each image covering at least this share of the page is read.
 MIN_INSERT_COVER = 0.02
+# An image with at least this many text-layer lines over it is a background (see process_page).
+BACKGROUND_LINES = 3
 
 
 def process_page(src: PageSource, options: ReadingOptions) -> Page:
@@ -75,7 +77,11 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
             insert = crop_raster(raster, box)
             if min(insert.image.shape[:2]) < 8:
                 continue
-            for line in ocr_lines(insert, options, page):
+            # Under text-layer lines the image is a background (a full-bleed photo with the
+            # text set on it): its own words are what the first look finds; the costly
+            # closer look for small print is kept for inserts that carry none.
+            background = sum(inside_share(t, box) > 0.5 for t in taken) >= BACKGROUND_LINES
+            for line in ocr_lines(insert, options, page, closer=not background):
                 if _inside_any(line.bbox, images) and not any(inside_share(line.bbox, b) > 0.3 for b in taken):
                     lines.append(line)
         page.blocks = layout.analyze(lines, page.width, page.height)
@@ -273,13 +279,14 @@ class OcrRead:
     view: Raster
 
 
-def ocr_lines(raster: Raster, options: ReadingOptions, page: Page | None = None) -> list[Line]:
+def ocr_lines(raster: Raster, options: ReadingOptions, page: Page | None = None, closer: bool = True
+              ) -> list[Line]:
     """OCR lines of a raster with boxes in page points (see :func:`ocr_page`)."""
-    read = ocr_page(raster, options, page)
+    read = ocr_page(raster, options, page, closer)
     return [_line_to_page(line, read.to_page) for line in read.lines]
 
 
-def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None) -> OcrRead:
+def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None, closer: bool = True) -> OcrRead:
     """Detect and recognize text on a raster.
 
     With ``options.orientation`` the raster is first turned upright and
@@ -316,9 +323,10 @@ def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None) 
         found = [r for r in recognizer.read_page(view.image)  # type: ignore[attr-defined]
                  if r.text.strip() and r.confidence >= options.min_ocr_confidence]
     elif found is None:
-        found = ocr_image(view.image, detector, recognizer, min_confidence=options.min_ocr_confidence, quads=quads)
+        found = ocr_image(view.image, detector, recognizer, min_confidence=options.min_ocr_confidence, quads=quads,
+                          closer=closer)
     else:
-        found = keep_and_retry(view.image, quads, found, detector, recognizer, options.min_ocr_confidence)
+        found = keep_and_retry(view.image, quads, found, detector, recognizer, options.min_ocr_confidence, closer)
     scale = 72.0 / view.dpi
 
     def frame_box(pts: np.ndarray) -> BBox:

@@ -65,3 +65,25 @@ def test_print_is_told_from_a_photo() -> None:
     colourful[..., 0] = 220
     colourful[::2, ::3, 2] = 200
     assert not looks_like_print(colourful)
+
+
+def test_a_background_photo_under_the_text_layer_gets_no_closer_look(tmp_path: Path, monkeypatch) -> None:
+    """A full-bleed photo with the text set on it: its own words are read, but the costly second look
+    for small print (a page-sized region detected again at 3x) is kept for inserts without text over them."""
+    import docrag.pipeline as pipeline
+
+    sky = np.repeat(np.linspace(40, 220, 200, dtype=np.uint8)[:, None, None], 150, axis=1).repeat(3, axis=2)
+    doc = pymupdf.open()
+    page = doc.new_page(width=612, height=792)
+    page.insert_image(page.rect, stream=pymupdf.Pixmap(pymupdf.csRGB, 150, 200, sky.tobytes(), False).tobytes("png"))
+    for i in range(4):
+        page.insert_text((72, 300 + 40 * i), "Annual report of the pump works", fontsize=24, color=(1, 1, 1))
+    path = tmp_path / "background.pdf"
+    doc.save(path)
+    looks: list[bool] = []
+    plain = pipeline.ocr_lines
+    monkeypatch.setattr(pipeline, "ocr_lines", lambda *a, closer=True, **k: looks.append(closer) or plain(*a, **k))
+    pages = list(docrag.ocr(path, IngestOptions(figures=False)))
+    assert [p.method for p in pages] == ["mixed"]
+    assert looks == [False]  # the background, under four text-layer lines
+    assert "Annual report of the pump works" in pages[0].text  # the text layer's words, all kept

@@ -38,6 +38,7 @@ def ocr_image(
     recognizer: Recognizer,
     min_confidence: float = 0.5,
     quads: np.ndarray | None = None,
+    closer: bool = True,
 ) -> list[Recognized]:
     """Text lines of an ``(H, W, 3)`` uint8 RGB ``image``, in the detector's order.
 
@@ -55,7 +56,7 @@ def ocr_image(
         quads = detector.detect(image)
     quads = np.asarray(quads, np.float32).reshape(-1, 4, 2)
     lines = recognizer.recognize(image, quads) if len(quads) else []
-    return keep_and_retry(image, quads, lines, detector, recognizer, min_confidence)
+    return keep_and_retry(image, quads, lines, detector, recognizer, min_confidence, closer)
 
 
 def keep_and_retry(
@@ -65,10 +66,12 @@ def keep_and_retry(
     detector: Detector,
     recognizer: Recognizer,
     min_confidence: float = 0.5,
+    closer: bool = True,
 ) -> list[Recognized]:
-    """The second half of :func:`ocr_image`: keep the ``lines`` read in ``quads``, look closer where they failed."""
+    """The second half of :func:`ocr_image`: keep the ``lines`` read in ``quads``, look closer where they failed
+    (unless ``closer`` is False)."""
     side = getattr(detector, "limit_side_len", None)
-    closer = side is not None and max(image.shape[:2]) > side  # only where the first pass ran downscaled
+    closer = closer and side is not None and max(image.shape[:2]) > side  # only where the first pass ran downscaled
     if len(quads) == 0:
         if not closer or _flat(image):
             return []
