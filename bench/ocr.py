@@ -7,6 +7,11 @@ truth with the evaluation's normalisation (Unicode NFKC, whitespace runs
 collapsed). Page sets:
 
 * ``ocr-dev``: ``../shared/data/ocr-dev`` (6 real pages; skipped if missing).
+* ``layout-scans``: the 23 image-only scans of ``../shared/data/layout-dev/scans``
+  (degraded, bilevel, rotated real pages) against ``layout-dev/gt`` (reading-order
+  text; text inside figures is left out of it, so CER counts figure labels as edits
+  for every engine alike; ``bench/layout.py`` scores these pages the way
+  ``docrag ocr --text`` prints them).
 * ``fixtures``: the degraded fixtures (``report_scan.pdf``, ``mixed.pdf`` p2,
   ``page_scan.png``, ``pages_scan.tiff``) against ``fixtures/data/gt``.
 * ``variants``: ``report_scan.pdf`` pages 1 and 2 (two columns) with a
@@ -36,6 +41,7 @@ import argparse
 import json
 import os
 import platform
+import re
 import shutil
 import sys
 import tempfile
@@ -51,7 +57,8 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 FIXTURES = ROOT / "fixtures" / "data"
 OCR_DEV = Path(__file__).resolve().parents[2] / "shared" / "data" / "ocr-dev"
-SETS = ("ocr-dev", "fixtures", "variants", "accents")
+LAYOUT_DEV = OCR_DEV.parent / "layout-dev"
+SETS = ("ocr-dev", "layout-scans", "fixtures", "variants", "accents")
 REFERENCE = "tesseract"
 
 from machine import machine  # noqa: E402  (bench/machine.py: the machine line)
@@ -154,6 +161,19 @@ def ocr_dev_pages() -> list[BenchPage]:
         name = json.loads(line)["name"]
         truth = (OCR_DEV / "gt" / f"{name}.txt").read_text(encoding="utf-8")
         pages.append(BenchPage("ocr-dev", name, OCR_DEV / "pdf" / f"{name}.pdf", 1, truth))
+    return pages
+
+
+def layout_scan_pages() -> list[BenchPage]:
+    scans = sorted((LAYOUT_DEV / "scans").glob("*.pdf"))
+    if not scans:
+        print(f"note: {LAYOUT_DEV / 'scans'} not found; set layout-scans skipped", file=sys.stderr)
+        return []
+    pages = []
+    for path in scans:
+        base = re.sub(r"_(scan|bilevel|rot90|rot180|rot270)$", "", path.stem)
+        truth = (LAYOUT_DEV / "gt" / f"{base}.txt").read_text(encoding="utf-8")
+        pages.append(BenchPage("layout-scans", path.stem, path, 1, truth))
     return pages
 
 
@@ -269,7 +289,7 @@ def accent_pages(tmp: Path) -> list[BenchPage]:
 
 
 def load_sets(names: list[str], tmp: Path) -> list[BenchPage]:
-    makers = {"ocr-dev": ocr_dev_pages, "fixtures": fixture_pages,
+    makers = {"ocr-dev": ocr_dev_pages, "layout-scans": layout_scan_pages, "fixtures": fixture_pages,
               "variants": lambda: variant_pages(tmp), "accents": lambda: accent_pages(tmp)}
     return [p for name in names for p in makers[name]()]
 
@@ -348,17 +368,17 @@ def run(pages: list[BenchPage], engines: list[Engine], verbose: bool) -> tuple[d
             rows.append({"set": page.set, "page": page.name, "engine": engine.label, "dpi": engine.dpi,
                          "cer": round(row["cer"], 4), "seconds": round(seconds, 3), "error": error})
             if verbose:
-                print(f"  {page.set:<9} {page.name:<26} {engine.label:<10} {engine.dpi:>4}  "
+                print(f"  {page.set:<12} {page.name:<34} {engine.label:<10} {engine.dpi:>4}  "
                       f"CER {row['cer']:.3f}  {seconds:6.2f} s{'  ' + error if error else ''}", file=sys.stderr)
     return scores, rows
 
 
-HEADER = f"{'engine':<10} {'dpi':>4}  {'set':<9} {'pages':>5}  {'CER':>7}  {'CER_nows':>8}  {'WER':>7}  " \
+HEADER = f"{'engine':<10} {'dpi':>4}  {'set':<12} {'pages':>5}  {'CER':>7}  {'CER_nows':>8}  {'WER':>7}  " \
          f"{'wordF1':>6}  {'pages/s':>7}"
 
 
 def fmt(engine: Engine, set_name: str, f: dict[str, float]) -> str:
-    return (f"{engine.label:<10} {engine.dpi:>4}  {set_name:<9} {f['pages']:>5}  {f['cer']:>7.4f}  "
+    return (f"{engine.label:<10} {engine.dpi:>4}  {set_name:<12} {f['pages']:>5}  {f['cer']:>7.4f}  "
             f"{f['cer_nows']:>8.4f}  {f['wer']:>7.4f}  {f['word_f1']:>6.3f}  {f['pages_per_s']:>7.3f}")
 
 
@@ -374,8 +394,8 @@ def acceptance(scores: dict, default: str) -> list[str]:
             continue
         a, b = score.figures(), ref.figures()
         ok_cer, ok_speed = a["cer"] <= b["cer"], a["pages_per_s"] >= 2 * b["pages_per_s"]
-        gate = " (acceptance)" if set_name in ("ocr-dev", "fixtures") else ""
-        out.append(f"{set_name:<9} dpi {engine.dpi}: CER {a['cer']:.4f} vs {b['cer']:.4f} "
+        gate = " (acceptance)" if set_name in ("ocr-dev", "layout-scans", "fixtures") else ""
+        out.append(f"{set_name:<12} dpi {engine.dpi}: CER {a['cer']:.4f} vs {b['cer']:.4f} "
                    f"{'ok' if ok_cer else 'FAIL'}; speed {a['pages_per_s'] / max(b['pages_per_s'], 1e-9):.2f}x "
                    f"{'ok' if ok_speed else 'FAIL'}{gate}")
     return out
