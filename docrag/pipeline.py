@@ -29,6 +29,9 @@ __all__ = ["process_page", "read_page", "read_document", "failed_page", "page_ti
 MIN_TEXT_IMAGE = (40.0, 8.0)
 # ... when its lines carry this many words each on average (text, not a chart's labels).
 PRINT_WORDS_PER_LINE = 3.0
+# ... and when the median line detected on it is at least this many times as wide as tall
+# (3 words of text are ~6x; a chart's ticks and labels 1-4x).
+MIN_LINE_ASPECT = 4.0
 # On a digital page, images covering this much of the page are OCR'd too.
 MIXED_IMAGE_COVER = 0.3
 # ... and of those, each image covering at least this share of the page is read.
@@ -205,13 +208,28 @@ def text_in_images(src: PageSource, images: list[BBox], lines: list[Line], optio
     found: list[Line] = []
     for box in wanted:
         insert = crop_raster(raster, box)
-        if min(insert.image.shape[:2]) < 8 or not looks_like_print(insert.image):
+        if min(insert.image.shape[:2]) < 8 or not looks_like_print(insert.image) \
+                or not _long_lines(insert.image, options):
             continue
         read = [ln for ln in ocr_lines(insert, upright) if _inside_any(ln.bbox, [box])]
         # Lines of text, not a chart's scattered labels (those belong to the figure stage's picture).
         if read and sum(len(ln.text.split()) for ln in read) >= PRINT_WORDS_PER_LINE * len(read):
             found += read
     return found
+
+
+def _long_lines(image: np.ndarray, options: ReadingOptions) -> bool:
+    """False when the text lines detected on ``image`` are mostly short boxes: a chart's ticks, labels
+    and legend entries, which could not pass the words-per-line test; reading them would be for nothing.
+    True when none is found (the closer look for small print may still find some)."""
+    from docrag.detect import get_detector
+
+    quads = np.asarray(get_detector(options.detector).detect(image), np.float32).reshape(-1, 4, 2)
+    if not len(quads):
+        return True
+    wide = np.linalg.norm(quads[:, 1] - quads[:, 0], axis=1)
+    tall = np.maximum(np.linalg.norm(quads[:, 3] - quads[:, 0], axis=1), 1.0)
+    return float(np.median(wide / tall)) >= MIN_LINE_ASPECT
 
 
 def looks_like_print(image: np.ndarray) -> bool:

@@ -87,3 +87,35 @@ def test_a_background_photo_under_the_text_layer_gets_no_closer_look(tmp_path: P
     assert [p.method for p in pages] == ["mixed"]
     assert looks == [False]  # the background, under four text-layer lines
     assert "Annual report of the pump works" in pages[0].text  # the text layer's words, all kept
+
+
+def test_a_chart_is_not_read_only_lines_of_text_are(tmp_path: Path, monkeypatch) -> None:
+    """A print-like chart (axes, ticks, short labels) is left to the figure stage without being read;
+    a screenshot of text lines is read."""
+    import docrag.pipeline as pipeline
+    from docrag.io import open_document
+
+    doc = pymupdf.open()
+    chart = doc.new_page(width=300, height=200)
+    chart.draw_line((40, 20), (40, 170))
+    chart.draw_line((40, 170), (290, 170))
+    for i, label in enumerate(["0", "10", "20", "30", "40"]):
+        chart.insert_text((18, 172 - 35 * i), label, fontsize=9)
+        chart.insert_text((40 + 55 * i, 185), str(2019 + i), fontsize=9)
+    chart_png = chart.get_pixmap(dpi=200).tobytes("png")
+    page = doc.new_page(width=612, height=792)
+    page.insert_text((72, 80), "The pump manual, with its chart of yearly faults and a screenshot.", fontsize=10)
+    page.insert_image(pymupdf.Rect(72, 120, 372, 320), stream=chart_png)
+    page.insert_image(pymupdf.Rect(72, 400, 402, 430), stream=_screenshot_png())
+    pdf = pymupdf.open()
+    pdf.insert_pdf(doc, from_page=1, to_page=1)
+    pdf.save(tmp_path / "manual.pdf")
+    read: list[tuple] = []
+    plain = pipeline.ocr_lines
+    monkeypatch.setattr(pipeline, "ocr_lines", lambda raster, *a, **k: read.append(raster.image.shape) or
+                        plain(raster, *a, **k))
+    with open_document(tmp_path / "manual.pdf") as opened:
+        src = opened.page(1)
+        lines = pipeline.text_in_images(src, src.image_boxes(), pipeline.text_layer_lines(src), IngestOptions())
+    assert len(read) == 1 and read[0][1] > 5 * read[0][0]  # the screenshot strip only
+    assert "restart" in " ".join(ln.text for ln in lines)
