@@ -209,10 +209,9 @@ def _key_column(part: list, glyphs: np.ndarray, vmask: np.ndarray, box: tuple, s
     x0, y0, x1, y1 = box
     if vmask[part[0][1]:part[-1][3], max(0, int(x0 - KEY_INDENT * scale)):int(x1 + KEY_INDENT * scale)].any():
         return False
-    gx, gy = glyphs[:, 0] + glyphs[:, 2] / 2, glyphs[:, 1] + glyphs[:, 3] / 2
     reach = KEY_INDENT * scale
     for t, b in [(y0, part[0][1]), (part[0][3], part[1][1]), (part[-1][3], y1)]:  # the three cells
-        g = glyphs[(gy > t) & (gy < b) & (gx > x0) & (gx < x1)]
+        g = _glyphs_in(glyphs, (x0, t, x1, b))
         if not g.size or g[:, 0].min() - x0 > reach or x1 - (g[:, 0] + g[:, 2]).max() > reach:
             return False
     return True
@@ -284,10 +283,8 @@ def _band(solid: np.ndarray, box: tuple, scale: float) -> bool:
 
 def _row_spans(glyphs: np.ndarray, box: tuple, scale: float) -> list[tuple[float, float]]:
     """``(top, bottom)`` of the text rows whose glyph centres lie in ``box``, top to bottom
-    (centres more than 4 pt apart start a new row, as in :func:`_text_rows`)."""
-    x0, y0, x1, y1 = box
-    gx, gy = glyphs[:, 0] + glyphs[:, 2] / 2, glyphs[:, 1] + glyphs[:, 3] / 2
-    g = glyphs[(gx > x0) & (gx < x1) & (gy > y0) & (gy < y1)]
+    (glyph centres more than 4 pt apart start a new row)."""
+    g = _glyphs_in(glyphs, box)
     g = g[np.argsort(g[:, 1] + g[:, 3] / 2)]
     rows: list[list[float]] = []
     last = -np.inf
@@ -311,21 +308,20 @@ def _glyphs(dark: np.ndarray, scale: float) -> np.ndarray:
     return g[(h >= GLYPH_MIN_H) & (h <= GLYPH_MAX_H) & (w <= GLYPH_MAX_W)]
 
 
-def _centres_in(glyphs: np.ndarray, box: tuple) -> np.ndarray:
-    """Vertical centres of the glyphs whose centre lies in ``box``."""
+def _glyphs_in(glyphs: np.ndarray, box: tuple) -> np.ndarray:
+    """The glyphs (rows of ``glyphs``) whose centre lies in ``box``."""
     x0, y0, x1, y1 = box
     gx, gy = glyphs[:, 0] + glyphs[:, 2] / 2, glyphs[:, 1] + glyphs[:, 3] / 2
-    return gy[(gx > x0) & (gx < x1) & (gy > y0) & (gy < y1)]
+    return glyphs[(gx > x0) & (gx < x1) & (gy > y0) & (gy < y1)]
 
 
 def _glyph_count(glyphs: np.ndarray, box: tuple) -> int:
-    return int(_centres_in(glyphs, box).size)
+    return len(_glyphs_in(glyphs, box))
 
 
 def _text_rows(glyphs: np.ndarray, box: tuple, scale: float) -> int:
-    """Distinct text rows in ``box``: glyph centres more than 4 pt apart start a new row."""
-    ys = np.sort(_centres_in(glyphs, box))
-    return int(1 + (np.diff(ys) > 4 * scale).sum()) if ys.size else 0
+    """Distinct text rows in ``box`` (:func:`_row_spans`)."""
+    return len(_row_spans(glyphs, box, scale))
 
 
 def picture_share(image: np.ndarray, box: PxBox, text: list[PxBox], scale: float) -> float:
