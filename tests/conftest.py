@@ -78,8 +78,8 @@ def ocr_pages() -> Callable[..., list[Page]]:
     read: dict[tuple[str, str], list[Page]] = {}
 
     def pages(name: str | Path, options: IngestOptions | None = None) -> list[Page]:
-        path = FIXTURES / name  # an absolute path stays itself
-        key = (str(path), options.model_dump_json() if options is not None else "")  # None: docrag.ocr's own default
+        path = (FIXTURES / name).resolve()  # an absolute path stays itself
+        key = (str(path), options.reading_key() if options is not None else "")  # None: docrag.ocr's own default
         if key not in read:
             read[key] = list(ocr(path, options))
         return copy.deepcopy(read[key])
@@ -88,18 +88,45 @@ def ocr_pages() -> Callable[..., list[Page]]:
 
 
 @pytest.fixture(scope="session")
-def built_index(tmp_path_factory: pytest.TempPathFactory):
-    """All fixtures ingested once with the real default engines (OCR + MiniLM).
+def session_options() -> IngestOptions:
+    """The options of the session index: the defaults (and ``DOCRAG_*``), pages read in this process.
 
-    Pages are read in this process (``workers=1``), where the engines are loaded
-    already: a pool (test_workers' subject) would start and load them again for
-    visual.pdf's four pages alone.
+    Tests reading a session file with these options share the index's reading of it.
     """
-    from docrag import Index
     from docrag.config import options_from_env
 
+    return options_from_env(IngestOptions, workers=1)
+
+
+class SessionPages:
+    """A page engine reading through ``ocr_pages``: each file read once per session and options.
+
+    It reads as the local engine does in this process (``docrag.ocr`` calls the same
+    ``read_page`` on each page), so the index it feeds is the one a plain ingest builds.
+    """
+
+    def __init__(self, read: Callable[..., list[Page]], options: IngestOptions) -> None:
+        self.read_file, self.options = read, options
+
+    def read(self, doc, password: str | None = None, pages=None):
+        got = self.read_file(doc.source, self.options)
+        return iter([got[n - 1] for n in (pages if pages is not None else range(1, len(got) + 1))])
+
+    def close(self, now: bool = False) -> None:
+        pass
+
+
+@pytest.fixture(scope="session")
+def built_index(tmp_path_factory: pytest.TempPathFactory, ocr_pages, session_options):
+    """All fixtures ingested once with the real default engines (OCR + MiniLM).
+
+    Pages are read in this process, through the session's readings (``ocr_pages``):
+    the scans other tests read with ``session_options`` are OCR'd once.
+    """
+    from docrag import Index
+
     path = tmp_path_factory.mktemp("index") / "ix"
-    index = Index(path, options_from_env(IngestOptions, workers=1))
+    index = Index(path, session_options, page_engine=SessionPages(ocr_pages, session_options))
     report = index.ingest([FIXTURES / name for name in SESSION_FILES])
     assert not report.failures, report.failures
     return index, report

@@ -35,13 +35,14 @@ def test_two_concurrent_ingests_equal_a_sequential_one(tmp_path: Path, fixtures_
     a = [fixtures_dir / "report.pdf", fixtures_dir / "mixed.pdf", fixtures_dir / "visual.pdf"]
     b = [fixtures_dir / "visual.pdf", fixtures_dir / "report.pdf"]  # overlapping on purpose
     both = tmp_path / "both"
-    procs = [subprocess.Popen(_ingest_cmd(both, files), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Pages read in each process (--workers 1): the lock is the subject, not the pools, which would start four more.
+    procs = [subprocess.Popen(_ingest_cmd(both, files, "--workers", "1"), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
              for files in (a, b)]
     outs = [p.communicate(timeout=600) for p in procs]
     assert [p.returncode for p in procs] == [0, 0], outs
     assert all("Traceback" not in err for _, err in outs)
     seq = tmp_path / "seq"
-    for files in (a, b):  # the reference: the same command run in this process, pages read here (nothing to start)
+    for files in (a, b):  # the reference: the same commands run one after the other, in this process
         try:
             main(_ingest_cmd(seq, files, "--workers", "1")[3:])
         except SystemExit as exc:

@@ -20,8 +20,8 @@ UNIQUE = "The Halvorsen depot in Tromso recorded zero lost-time injuries for the
 
 
 @pytest.fixture(scope="session")
-def scan_pages(ocr_pages: Callable[..., list[docrag.Page]]) -> list[docrag.Page]:
-    return ocr_pages("report_scan.pdf")
+def scan_pages(ocr_pages: Callable[..., list[docrag.Page]], session_options) -> list[docrag.Page]:
+    return ocr_pages("report_scan.pdf", session_options)  # the session index's reading of the scan
 
 
 def test_scanned_only_sentence_is_rank_one_with_its_line_box(built_index) -> None:

@@ -24,10 +24,11 @@ def journal_text_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(journal_module, "JOURNALED", ("ocr", "mixed", "text"))
 
 
-def test_pages_with_regions_and_crops_round_trip(tmp_path: Path, journal_text_pages: None, ocr_pages) -> None:
+def test_pages_with_regions_and_crops_round_trip(tmp_path: Path, journal_text_pages: None, ocr_pages,
+                                                 session_options) -> None:
     pages = ocr_pages("visual.pdf", OPTIONS)
     assert any(getattr(r, "png", None) for p in pages for r in p.regions)  # the case worth testing
-    pages.append(ocr_pages("report_scan.pdf")[1])  # an OCR'd page: words, confidences, skew (the session's reading)
+    pages.append(ocr_pages("report_scan.pdf", session_options)[1])  # an OCR'd page: words, confidences, skew (the session's reading)
     pages[-1].number = 99
     assert pages[-1].method == "ocr" and pages[-1].lines[0].words
     journal = PageJournal(tmp_path, "doc", "key")

@@ -77,8 +77,8 @@ def _page(number: int, pdf_page, lines: list[Line]) -> Page:
 
 
 @pytest.fixture(scope="session")
-def report_pages(ocr_pages: Callable[..., list[Page]]) -> list[Page]:
-    return ocr_pages(REPORT.name)
+def report_pages(ocr_pages: Callable[..., list[Page]], session_options) -> list[Page]:
+    return ocr_pages(REPORT.name, session_options)  # the session index's reading of the scan
 
 
 @pytest.fixture(scope="session")
