@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,7 +48,15 @@ TEXTS = [
 
 @pytest.fixture(scope="session")
 def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A cache of this session's own, seeded with the machine's export of MiniLM (made now if missing:
+    the session index uses it too), so the model is traced and quantized once per machine, not again
+    per session. Exporting itself is the subject of the corrupt-cache and two-process tests."""
+    from docrag.embed.onnx import export_model
+    from docrag.embed.sentence import minilm_path
+
     path = tmp_path_factory.mktemp("onnx-cache")
+    machine = export_model(minilm_path(), quantize=True).parent
+    shutil.copytree(machine, path / "onnx" / machine.name)
     old = os.environ.get("DOCRAG_CACHE")
     os.environ["DOCRAG_CACHE"] = str(path)
     yield path
@@ -186,8 +195,6 @@ def test_cache_is_keyed_by_weights_and_recipe(fp32, onnx_cache: Path) -> None:
 
 
 def test_corrupt_cache_is_exported_again(int8, tmp_path: Path) -> None:
-    import shutil
-
     from docrag.embed.onnx import OnnxEmbedder, export_model
 
     # Work on a copy so the session's files stay intact for other tests.
@@ -221,8 +228,6 @@ def test_cache_files_are_replaced_atomically(tmp_path: Path) -> None:
 
 
 def test_two_processes_exporting_at_once(int8, tmp_path: Path) -> None:
-    import shutil
-
     # The fp32 export is copied (valid); both processes need the int8 file: one quantizes
     # under the lock, the other waits and finds it done.
     folder = tmp_path / int8.model_path.parent.name
