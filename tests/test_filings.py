@@ -148,6 +148,20 @@ def test_page_scores_fuse_each_ranking_s_best_chunk_of_a_page() -> None:
     assert ranked[0][1] == pytest.approx(1 / 62 + 1 / 61)
 
 
+def test_page_scores_take_one_chunk_per_searched_text() -> None:
+    page_of = {1: ("d", 1), 2: ("d", 1), 3: ("d", 2), 4: ("d", 3), 5: ("d", 3)}
+    # Page 1's chunk 1 is first in dense, its chunk 2 fourth in BM25; page 2's one chunk is third and
+    # second. Searched as one text, page 1 counts its best chunk only (chunk 2: fifth and fourth).
+    dense = [(1, 0.9), (4, 0.8), (3, 0.7), (5, 0.6), (2, 0.5)]
+    bm25 = [(5, 9.0), (3, 8.0), (4, 7.0), (2, 6.0)]
+    one_text = page_scores([dense, bm25], [1.0, 1.0], page_of, k=60, searched=["query", "query"])
+    assert [key for key, _ in one_text][:2] == [("d", 3), ("d", 2)]
+    assert dict(one_text)[("d", 1)] == pytest.approx(1 / 65 + 1 / 64)
+    # Rankings of different texts (the query's words, a concept's document words) may each pick a chunk.
+    two_texts = page_scores([dense, bm25], [1.0, 1.0], page_of, k=60, searched=["query", "focus"])
+    assert dict(two_texts)[("d", 1)] == pytest.approx(1 / 61 + 1 / 64)
+
+
 def _page(doc, lines: list[str]) -> None:
     page = doc.new_page(width=612, height=792)
     y = 60

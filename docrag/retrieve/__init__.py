@@ -100,6 +100,8 @@ def search(
     if mode in ("bm25", "hybrid"):
         rankings.append(store.search_text(query, depth, filters))
     weights = [1.0] * len(rankings)
+    # Which text each ranking searched (page ranking: one text's rankings must agree on one chunk).
+    searched = ["query"] * len(rankings)
     # A one-word concept names many pages: its document words may steer the fusion less than a phrase's.
     expansion_weight = EXPANSION_WEIGHT * plan.strength
     if plan.focus:
@@ -109,9 +111,11 @@ def search(
         if mode != "dense":
             rankings.append(store.search_text(plan.focus, depth, filters))
             weights.append(expansion_weight)
+            searched.append("focus")
         if focus_vec is not None:
             rankings.append(store.search_vector(focus_vec.result(), depth, filters))
             weights.append(expansion_weight)
+            searched.append("focus")
     profiles = store.profiles() if cues else {}
     doc_scores = document_scores(store, query, profiles) if cues else {}
     cued = _best(doc_scores, len(profiles))
@@ -122,6 +126,7 @@ def search(
         within = dataclasses.replace(f, doc_ids=tuple(cued))
         rankings.append(store.search_vector(qvec, depth, within))
         weights.append(1.0)
+        searched.append("query")  # the query's own vector, within the named documents
     # Figure and table chunks hold few words (a caption, axis labels): their BM25
     # ranks are noisy, so a search restricted to them leans on the dense side.
     visual = filters is not None and filters.kind in VISUAL_KINDS
@@ -131,9 +136,10 @@ def search(
         # The picture side weighs as much as the text side together (a 50/50 fusion).
         rankings.append(store.search_image(image_embedder.embed_text([query])[0], depth, filters))
         weights.append(sum(weights))
+        searched.append("image")
     if group == "page" and reranker is None:
         pages = rank_pages(store, rankings, weights, plan, doc_scores if cues else {}, rrf_k,
-                           CUE_WEIGHT if cues else 0.0)
+                           CUE_WEIGHT if cues else 0.0, searched=searched)
         hits = store.hits(pages[:k])
         return _finish(store, hits, query, plan, window, locate)
     ranked = rrf(rankings, rrf_k, weights=weights) if len(rankings) > 1 else rankings[0]

@@ -3,10 +3,15 @@
 The page that answers "Apple's quick ratio at June 25, 2022" is a balance sheet:
 its title chunk says "Condensed Consolidated Balance Sheets", its table chunks
 hold "Total current liabilities 129,873". No one chunk says all of it. A page's
-score fuses, over the rankings (dense, BM25, the lexicon's expansions, the
-named filing's dense ranking), the page's best chunk in each: the title may
-win one ranking and a table row another. Then page cues, read from all the
-page's chunk headers, add a boost: the page is the statement the query's
+score fuses, per searched text (the query: its dense, BM25 and named-filing
+rankings; the lexicon's expansion: its BM25 and dense rankings), the page's
+best chunk by that text's rankings together, and sums the texts: the query's
+words may find the title, the concept's document words a table row. Within
+one text the rankings must agree on a chunk: a cover chunk first in dense and
+a highlights chunk fourth in BM25 are not one chunk that is first and fourth,
+so a page no longer outscores a page whose one chunk is third and second, and
+a page of many chunks draws no extra lots. Then page cues, read from all
+the page's chunk headers, add a boost: the page is the statement the query's
 concept lives on, carries the section the concept is disclosed in, shows the
 period the query names in its column heads, or belongs to the filing the query
 names. Every cue is a boost, never a filter. Each page is returned with its
@@ -27,20 +32,10 @@ from docrag.chunk.statements import statement_kind
 from docrag.index import LocalStore
 from docrag.retrieve.query import QueryPlan
 
-__all__ = ["PageInfo", "page_scores", "page_info", "rank_pages", "DECAY", "SUPPORT", "CUES"]
+__all__ = ["PageInfo", "page_scores", "page_info", "rank_pages", "CUES"]
 
 PageKey = tuple[str, int]
 
-DECAY = 0.0
-"""Weight of a page's second chunk in a ranking relative to its first (then squared for the third).
-
-0 by measurement: per ranking a page counts with its best chunk only, though the rankings may pick
-different chunks of it (the title in one, a table row in another). Adding the next chunks (0.3)
-helped on filings-dev (hard-dev R@5 0.83 -> 0.96) but let pages with many middling chunks crowd out
-the answer on small corpora (fixture QA hybrid R@1 0.75 -> 0.17), however it was limited (one chunk per
-kind, a rank or score floor)."""
-SUPPORT = 3
-"""Chunks of a page counted per ranking when ``DECAY`` > 0."""
 MEMO_PAGES = 100_000
 """Most pages whose cue text a store keeps between queries."""
 CUES = ("statement", "section", "period", "document")
@@ -57,20 +52,33 @@ class PageInfo:
 
 
 def page_scores(rankings: list[list[tuple[int, float]]], weights: list[float], page_of: dict[int, PageKey],
-                k: int = 60) -> list[tuple[PageKey, float]]:
-    """Pages by fused evidence: per ranking, ``w * sum_j DECAY**j / (k + rank_j)`` over the page's
-    best ``SUPPORT`` chunks (its best alone while ``DECAY`` is 0), summed over rankings; best first."""
+                k: int = 60, searched: list[str] | None = None) -> list[tuple[PageKey, float]]:
+    """Pages by fused evidence, best first.
+
+    The rankings of one searched text (``searched[i]`` names the text of ranking ``i``: the
+    query, the lexicon's expansion, ...) are fused per chunk (``w / (k + rank)`` summed over
+    them), and the page takes its best chunk's sum: a chunk that both the dense and the BM25
+    ranking of the query place high is evidence, two chunks that each one ranking likes are
+    not the same evidence twice. The texts' page scores are then summed: the query's words may
+    find a statement's title, its concept's document words a row of its table. Without
+    ``searched`` every ranking is a text of its own (each its page's best chunk).
+    """
+    searched = searched if searched is not None else [str(i) for i in range(len(rankings))]
     scores: dict[PageKey, float] = {}
-    for ranking, w in zip(rankings, weights):
-        seen: dict[PageKey, int] = {}
-        for rank, (cid, _) in enumerate(ranking, 1):
-            key = page_of.get(cid)
-            if key is None:
+    for text in dict.fromkeys(searched):
+        chunk: dict[int, float] = {}
+        for ranking, w, s in zip(rankings, weights, searched):
+            if s != text:
                 continue
-            j = seen.get(key, 0)
-            if j < SUPPORT and (j == 0 or DECAY > 0):
-                scores[key] = scores.get(key, 0.0) + w * DECAY ** j / (k + rank)
-                seen[key] = j + 1
+            for rank, (cid, _) in enumerate(ranking, 1):
+                chunk[cid] = chunk.get(cid, 0.0) + w / (k + rank)
+        best: dict[PageKey, float] = {}
+        for cid, v in chunk.items():
+            key = page_of.get(cid)
+            if key is not None and v > best.get(key, 0.0):
+                best[key] = v
+        for key, v in best.items():
+            scores[key] = scores.get(key, 0.0) + v
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
 
 
@@ -113,7 +121,8 @@ def _norm(text: str) -> str:
 
 
 def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weights: list[float], plan: QueryPlan,
-               doc_scores: dict[str, int], k: int = 60, cue_weight: float = 1.0) -> list[tuple[int, float]]:
+               doc_scores: dict[str, int], k: int = 60, cue_weight: float = 1.0,
+               searched: list[str] | None = None) -> list[tuple[int, float]]:
     """(best chunk id, page score) of each candidate page, best page first.
 
     Args:
@@ -122,6 +131,7 @@ def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weigh
         plan: The query's periods and concepts (:func:`docrag.retrieve.query.plan_query`).
         doc_scores: Filing cue strength per doc id (:func:`docrag.retrieve.cues.document_scores`).
         cue_weight: Weight of each page cue's ranking.
+        searched: The text each ranking searched (:func:`page_scores`).
     """
     ids = sorted({cid for ranking in rankings for cid, _ in ranking})
     if not ids:
@@ -131,7 +141,7 @@ def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weigh
         part = ids[start:start + 900]
         rows = store.db.execute(f"SELECT id, doc_id, page FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
         page_of.update({r[0]: (r[1], r[2]) for r in rows})
-    base = page_scores(rankings, weights, page_of, k)
+    base = page_scores(rankings, weights, page_of, k, searched)
     keys = [key for key, _ in base]
     infos = page_info(store, keys)
     # Each cue: the pages it holds for, with its strength there (0-1).
