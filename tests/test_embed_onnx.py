@@ -120,6 +120,16 @@ def test_int8_vector_of_a_text_does_not_depend_on_what_it_is_embedded_with(int8)
     assert ((forward[:12] * alone).sum(1) > 0.99999).all()
 
 
+def test_a_query_run_on_all_threads_gets_its_document_vector(int8) -> None:
+    from docrag.embed.onnx import OnnxEmbedder
+
+    emb = OnnxEmbedder(quantize=True, num_threads=2)  # queries on a 2-thread session, documents one per thread
+    docs = emb.embed_documents(TEXTS[:8])
+    queries = np.stack([emb.embed_query(t) for t in TEXTS[:8]])
+    assert emb._query_session is not None
+    assert ((docs * queries).sum(1) > 0.99999).all()
+
+
 def test_names_are_distinct(fp32, int8) -> None:
     assert (fp32.name, int8.name) == ("minilm-onnx", "minilm-onnx-int8")
     assert fp32.dim == int8.dim == 384

@@ -25,6 +25,7 @@ import hashlib
 import json
 import os
 import tempfile
+import threading
 from concurrent.futures import ThreadPoolExecutor
 from functools import lru_cache
 from pathlib import Path
@@ -311,10 +312,13 @@ class OnnxEmbedder:
         self._pool: ThreadPoolExecutor | None = None
         self.model_path = export_model(self.model_dir, quantize=quantize, cache_dir=cache_dir)
         self._session = self._open()
+        self._query_session: Any = None  # opened by the first embed_query
+        self._query_lock = threading.Lock()
         self._tokenizer = self._load_tokenizer()
         self.dim = int(self._session.get_outputs()[0].shape[-1])
 
-    def _open(self) -> Any:
+    def _open(self, threads: int | None = None) -> Any:
+        """A session whose runs use ``threads`` operator threads (default ``intra_op_threads``)."""
         try:
             import onnxruntime as ort
         except ImportError:
@@ -322,8 +326,10 @@ class OnnxEmbedder:
         opts = ort.SessionOptions()
         # One thread per run: parallelism comes from concurrent batches (see the class docstring);
         # onnxruntime's default would start a pool on every core in each process that embeds.
-        opts.intra_op_num_threads = self.intra_op_threads
+        opts.intra_op_num_threads = threads or self.intra_op_threads
         opts.inter_op_num_threads = 1
+        if threads and threads > 1:  # a waiting thread sleeps rather than spin, so a busy core is not taken
+            opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         opts.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         try:
             return ort.InferenceSession(str(self.model_path), opts, providers=["CPUExecutionProvider"])
@@ -413,8 +419,21 @@ class OnnxEmbedder:
         return self._pool
 
     def embed_query(self, text: str) -> np.ndarray:
-        """The unit vector of one query, shape ``(dim,)``."""
-        return self.embed_documents([text])[0]
+        """The unit vector of one query, shape ``(dim,)``: the vector ``embed_documents`` gives it.
+
+        A query is one short text, run alone with its operators split over ``num_threads``
+        threads (a search waits for it; a document's texts keep the cores busy run by run):
+        2.4 ms against 4.0 on one thread for filings-dev questions, 2 idle cores.
+        """
+        if self.num_threads <= self.intra_op_threads:
+            return self.embed_documents([text])[0]
+        with self._query_lock:  # the first searches may come at once (a query and its expansion)
+            if self._query_session is None:
+                self._query_session = self._open(self.num_threads)
+        enc = self._tokenizer.encode(text)
+        ids = np.array([enc.ids], dtype=np.int64)
+        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.array([enc.type_ids], dtype=np.int64)}
+        return check_vectors(self._query_session.run(None, feed)[0], self.dim)[0]
 
 
 @EMBEDDERS.register("minilm-onnx")

@@ -18,6 +18,7 @@ from __future__ import annotations
 import math
 import re
 from collections import Counter
+from functools import lru_cache
 
 import numpy as np
 
@@ -34,6 +35,8 @@ PAIR_WEIGHT = 0.5
 """Bonus for each pair of consecutive query words a sentence holds in the same order, as a share of the pair's weight."""
 EXPANSION_WEIGHT = 0.5
 """Weight of a concept's document words (``expansion``) relative to the query's own words."""
+SENTENCE_MEMO = 4096
+"""Chunks whose sentences are kept between searches (a popular page's chunks come back often)."""
 
 
 def sentence_spans(text: str) -> list[tuple[int, int]]:
@@ -114,12 +117,18 @@ def _sentences(hit: Hit) -> list[tuple[list[str], list[int], bool]]:
     """(stems, line indices, holds a figure) of each sentence of a hit that has line spans."""
     if not hit.line_spans or len(hit.line_spans) != len(hit.line_boxes):
         return []
+    return _split(hit.text, tuple(map(tuple, hit.line_spans)))
+
+
+@lru_cache(maxsize=SENTENCE_MEMO)
+def _split(text: str, line_spans: tuple[tuple[int, int], ...]) -> list[tuple[list[str], list[int], bool]]:
+    """The sentences of a chunk, kept for the next search that returns it (callers don't change them)."""
     out = []
-    for a, b in sentence_spans(hit.text):
-        lines = [i for i, (s, e) in enumerate(hit.line_spans) if s < b and e > a]
+    for a, b in sentence_spans(text):
+        lines = [i for i, (s, e) in enumerate(line_spans) if s < b and e > a]
         if lines and b - a >= 3:
-            text = hit.text[a:b]
-            out.append((_stem_list(text), lines, _DIGIT.search(text) is not None))
+            part = text[a:b]
+            out.append((_stem_list(part), lines, _DIGIT.search(part) is not None))
     return out
 
 

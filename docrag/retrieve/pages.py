@@ -32,12 +32,14 @@ from docrag.chunk.statements import statement_kind
 from docrag.index import LocalStore
 from docrag.retrieve.query import QueryPlan
 
-__all__ = ["PageInfo", "page_scores", "page_info", "rank_pages", "CUES"]
+__all__ = ["PageInfo", "page_scores", "page_info", "chunk_pages", "rank_pages", "CUES"]
 
 PageKey = tuple[str, int]
 
 MEMO_PAGES = 100_000
 """Most pages whose cue text a store keeps between queries."""
+MEMO_CHUNKS = 1_000_000
+"""Most chunks whose page a store keeps between queries (~100 MB at the limit)."""
 CUES = ("statement", "section", "period", "document")
 """The page cues in use (all by default; a name left out switches that cue off, for measurement)."""
 
@@ -80,6 +82,19 @@ def page_scores(rankings: list[list[tuple[int, float]]], weights: list[float], p
         for key, v in best.items():
             scores[key] = scores.get(key, 0.0) + v
     return sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
+
+
+def chunk_pages(store: LocalStore, ids: list[int]) -> dict[int, PageKey]:
+    """The page of each chunk id (read once per chunk and index generation: :meth:`LocalStore.memo`)."""
+    memo = store.memo("chunk_page")
+    missing = [cid for cid in ids if cid not in memo]
+    if len(memo) + len(missing) > MEMO_CHUNKS:
+        memo.clear()
+    for start in range(0, len(missing), 900):  # SQLite's bound-parameter limit
+        part = missing[start:start + 900]
+        rows = store.db.execute(f"SELECT id, doc_id, page FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
+        memo.update((cid, (doc_id, page)) for cid, doc_id, page in rows)
+    return {cid: memo[cid] for cid in ids if cid in memo}
 
 
 def page_info(store: LocalStore, keys: list[PageKey]) -> dict[PageKey, PageInfo]:
@@ -136,11 +151,7 @@ def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weigh
     ids = sorted({cid for ranking in rankings for cid, _ in ranking})
     if not ids:
         return []
-    page_of: dict[int, PageKey] = {}
-    for start in range(0, len(ids), 900):
-        part = ids[start:start + 900]
-        rows = store.db.execute(f"SELECT id, doc_id, page FROM chunks WHERE id IN ({','.join('?' * len(part))})", part)
-        page_of.update({r[0]: (r[1], r[2]) for r in rows})
+    page_of = chunk_pages(store, ids)
     base = page_scores(rankings, weights, page_of, k, searched)
     keys = [key for key, _ in base]
     infos = page_info(store, keys)
