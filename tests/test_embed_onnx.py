@@ -128,6 +128,10 @@ def test_a_query_run_on_all_threads_gets_its_document_vector(int8) -> None:
     queries = np.stack([emb.embed_query(t) for t in TEXTS[:8]])
     assert emb._query_session is not None
     assert ((docs * queries).sum(1) > 0.99999).all()
+    from docrag.retrieve import embed_queries
+
+    both = embed_queries(emb, TEXTS[:2])  # a query and its expansion: one per thread, the same vectors
+    assert ((np.stack(both) * queries[:2]).sum(1) > 0.99999).all()
 
 
 def test_names_are_distinct(fp32, int8) -> None:

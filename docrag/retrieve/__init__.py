@@ -90,10 +90,11 @@ def search(
         return []
     depth = max(50, 5 * k)
     plan = plan_query(query, load_lexicon(lexicon))
-    # The expansion's vector is computed on another thread while this one embeds the query
-    # and runs BM25 (the encoder releases the GIL): two encodings in the time of one, cores allowing.
-    focus_vec = _embed_aside(embedder, plan.focus) if plan.focus and mode != "bm25" else None
-    qvec: np.ndarray | None = embedder.embed_query(query) if mode != "bm25" else None
+    qvec: np.ndarray | None = None
+    focus_vec: np.ndarray | None = None
+    if mode != "bm25":
+        qvec, *rest = embed_queries(embedder, [query] + ([plan.focus] if plan.focus else []))
+        focus_vec = rest[0] if rest else None
     rankings = []
     if mode in ("dense", "hybrid"):
         rankings.append(store.search_vector(qvec, depth, filters))
@@ -113,7 +114,7 @@ def search(
             weights.append(expansion_weight)
             searched.append("focus")
         if focus_vec is not None:
-            rankings.append(store.search_vector(focus_vec.result(), depth, filters))
+            rankings.append(store.search_vector(focus_vec, depth, filters))
             weights.append(expansion_weight)
             searched.append("focus")
     profiles = store.profiles() if cues else {}
@@ -171,6 +172,20 @@ def _first_distinct(store: LocalStore, ranked: list[tuple[int, float]], k: int) 
 
 _aside: ThreadPoolExecutor | None = None
 _aside_lock = threading.Lock()
+
+
+def embed_queries(embedder: TextEmbedder, texts: list[str]) -> list[np.ndarray]:
+    """The vectors of a query and its expansion, computed at once.
+
+    An embedder with ``embed_queries`` does it itself (the ONNX one runs one text per core, or a
+    lone query on all of them); with any other, the rest are embedded on helper threads while this
+    one embeds the first (encoders release the GIL): two encodings in the time of one, cores allowing.
+    """
+    own = getattr(embedder, "embed_queries", None)
+    if own is not None:
+        return list(own(texts))
+    aside = [_embed_aside(embedder, text) for text in texts[1:]]
+    return [embedder.embed_query(texts[0])] + [f.result() for f in aside]
 
 
 def _embed_aside(embedder: TextEmbedder, text: str) -> Future[np.ndarray]:
