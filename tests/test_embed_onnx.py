@@ -122,14 +122,13 @@ def test_int8_vector_of_a_text_does_not_depend_on_what_it_is_embedded_with(int8)
 
 def test_a_query_run_on_all_threads_gets_its_document_vector(int8) -> None:
     from docrag.embed.onnx import OnnxEmbedder
+    from docrag.retrieve import embed_queries
 
     emb = OnnxEmbedder(quantize=True, num_threads=2)  # queries on a 2-thread session, documents one per thread
     docs = emb.embed_documents(TEXTS[:8])
     queries = np.stack([emb.embed_query(t) for t in TEXTS[:8]])
     assert emb._query_session is not None
     assert ((docs * queries).sum(1) > 0.99999).all()
-    from docrag.retrieve import embed_queries
-
     both = embed_queries(emb, TEXTS[:2])  # a query and its expansion: one per thread, the same vectors
     assert ((np.stack(both) * queries[:2]).sum(1) > 0.99999).all()
 

@@ -113,7 +113,7 @@ def scanned() -> list[tuple[list[Region], list[Line]]]:
     with open_document(SCAN) as doc:
         out = []
         for src in doc.pages():
-            raster = src.render(200)
+            raster = src.render(200)  # the scan's own resolution (300 dpi found the same regions)
             lines = ocr_lines(raster, options)
             out.append((find_regions(src, lines, raster), lines))
         return out

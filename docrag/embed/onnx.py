@@ -394,17 +394,7 @@ class OnnxEmbedder:
         lengths = np.array([len(e.ids) for e in encodings])
 
         def run(rows: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            width = int(lengths[rows].max())
-            ids = np.zeros((len(rows), width), dtype=np.int64)
-            types = np.zeros_like(ids)
-            mask = np.zeros_like(ids)
-            for r, i in enumerate(rows):
-                enc = encodings[i]
-                n = len(enc.ids)
-                ids[r, :n] = enc.ids
-                types[r, :n] = enc.type_ids
-                mask[r, :n] = 1
-            feed = {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
+            feed = _feed([encodings[i] for i in rows])
             return rows, self._session.run(None, feed)[0]  # releases the GIL while it computes
 
         batches = self.batches(lengths)
@@ -442,10 +432,22 @@ class OnnxEmbedder:
         with self._query_lock:  # the first searches may come at once (a query and its expansion)
             if self._query_session is None:
                 self._query_session = self._open(self.num_threads)
-        enc = self._tokenizer.encode(text)
-        ids = np.array([enc.ids], dtype=np.int64)
-        feed = {"input_ids": ids, "attention_mask": np.ones_like(ids), "token_type_ids": np.array([enc.type_ids], dtype=np.int64)}
+        feed = _feed([self._tokenizer.encode(text)])
         return check_vectors(self._query_session.run(None, feed)[0], self.dim)[0]
+
+
+def _feed(encodings: list[Any]) -> dict[str, np.ndarray]:
+    """The model's inputs for one run: the encodings padded to the longest of them."""
+    width = max(len(enc.ids) for enc in encodings)
+    ids = np.zeros((len(encodings), width), dtype=np.int64)
+    types = np.zeros_like(ids)
+    mask = np.zeros_like(ids)
+    for r, enc in enumerate(encodings):
+        n = len(enc.ids)
+        ids[r, :n] = enc.ids
+        types[r, :n] = enc.type_ids
+        mask[r, :n] = 1
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": types}
 
 
 @EMBEDDERS.register("minilm-onnx")
