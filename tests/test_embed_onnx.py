@@ -67,6 +67,25 @@ def onnx_cache(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A sentence-transformers folder shaped like MiniLM (its tokenizer and pooling) holding a tiny
+    randomly initialised BERT (2 layers of 32): exports in a fraction of MiniLM's time, for the
+    tests about exporting itself (the cache, its lock, its repair)."""
+    import torch
+    from transformers import BertConfig, BertModel
+
+    from docrag.embed.sentence import minilm_path
+
+    folder = tmp_path_factory.mktemp("tiny-minilm")
+    shutil.copytree(minilm_path(), folder, dirs_exist_ok=True)
+    config = BertConfig.from_pretrained(folder)
+    config.update({"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2, "intermediate_size": 64})
+    torch.manual_seed(0)
+    BertModel(config).save_pretrained(folder)  # replaces model.safetensors and config.json
+    return folder
+
+
+@pytest.fixture(scope="session")
 def torch_vectors() -> np.ndarray:
     from docrag.embed import get_embedder
 
@@ -217,19 +236,17 @@ def test_cache_is_keyed_by_weights_and_recipe(fp32, onnx_cache: Path) -> None:
     assert len(fp32.model_path.parent.name) == 16
 
 
-def test_corrupt_cache_is_exported_again(int8, tmp_path: Path) -> None:
+def test_corrupt_cache_is_exported_again(tiny_model: Path, tmp_path: Path) -> None:
     from docrag.embed.onnx import OnnxEmbedder, export_model
 
-    # Work on a copy so the session's files stay intact for other tests.
-    cache = tmp_path / "cache"
-    folder = cache / int8.model_path.parent.name  # an explicit cache_dir holds the model folders directly
-    shutil.copytree(int8.model_path.parent, folder)
-    target = folder / int8.model_path.name
-    target.write_bytes(target.read_bytes()[: 1 << 20])  # truncated, as by a killed writer
-    assert export_model(int8.model_dir, quantize=True, cache_dir=cache) == target
-    assert target.stat().st_size == int8.model_path.stat().st_size
-    emb = OnnxEmbedder(quantize=True, num_threads=1, cache_dir=cache)
-    assert emb.embed_query("hello").shape == (384,)
+    cache = tmp_path / "cache"  # an explicit cache_dir holds the model folders directly
+    target = export_model(tiny_model, quantize=True, cache_dir=cache)
+    size = target.stat().st_size
+    target.write_bytes(target.read_bytes()[: size // 2])  # truncated, as by a killed writer
+    assert export_model(tiny_model, quantize=True, cache_dir=cache) == target
+    assert target.stat().st_size == size
+    emb = OnnxEmbedder(tiny_model, quantize=True, num_threads=1, cache_dir=cache)
+    assert emb.embed_query("hello").shape == (32,)
 
 
 def test_cache_files_are_replaced_atomically(tmp_path: Path) -> None:
@@ -250,16 +267,15 @@ def test_cache_files_are_replaced_atomically(tmp_path: Path) -> None:
     assert dest.stat().st_mode & 0o777 == 0o644  # a shared cache stays readable
 
 
-def test_two_processes_exporting_at_once(int8, tmp_path: Path) -> None:
-    # The fp32 export is copied (valid); both processes need the int8 file: one quantizes
+def test_two_processes_exporting_at_once(tiny_model: Path, tmp_path: Path) -> None:
+    # The fp32 export is made first (valid); both processes need the int8 file: one quantizes
     # under the lock, the other waits and finds it done.
-    folder = tmp_path / int8.model_path.parent.name
-    shutil.copytree(int8.model_path.parent, folder)
-    for name in ("model.int8.onnx", "model.int8.onnx.json"):
-        (folder / name).unlink()
+    from docrag.embed.onnx import export_model
+
+    folder = export_model(tiny_model, cache_dir=tmp_path).parent
     code = (
         "import sys; from docrag.embed.onnx import export_model, _valid\n"
-        f"p = export_model({str(int8.model_dir)!r}, quantize=True, cache_dir={str(tmp_path)!r})\n"
+        f"p = export_model({str(tiny_model)!r}, quantize=True, cache_dir={str(tmp_path)!r})\n"
         "assert _valid(p); print(p)\n"
     )
     procs = [subprocess.Popen([sys.executable, "-c", code], cwd=ROOT, stdout=subprocess.PIPE, text=True) for _ in range(2)]
