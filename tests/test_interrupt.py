@@ -56,14 +56,16 @@ def _cmd(index: Path, files: list[Path], slow: float, *extra: str) -> list[str]:
             "--ocr", "never", "--embedder", "fake-hash", *extra]
 
 
-def _documents(index: Path) -> int:
+def _documents(index: Path, errors: list[str] | None = None) -> int:
     try:
         db = sqlite3.connect(f"file:{index / 'docrag.sqlite'}?mode=ro", uri=True, timeout=5)
         try:
             return int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
         finally:
             db.close()
-    except sqlite3.Error:
+    except sqlite3.Error as exc:
+        if errors is not None:
+            errors.append(str(exc))
         return 0
 
 
@@ -78,8 +80,10 @@ def _interrupt_after(index: Path, files: list[Path], sig: int, committed: int, s
                                 stderr=subprocess.PIPE, text=True)
         start = deadline = time.monotonic()
         deadline += 300
-        seen = 0
-        while (seen := _documents(index)) < committed and proc.poll() is None and time.monotonic() < deadline:
+        seen, timeline, errors = 0, [], []
+        while (seen := _documents(index, errors)) < committed and proc.poll() is None and time.monotonic() < deadline:
+            if not timeline or timeline[-1][1:] != (seen, errors[-1:]):
+                timeline.append((round(time.monotonic() - start, 2), seen, errors[-1:]))
             time.sleep(0.05)
         ended = proc.poll() is not None
         if not ended:
@@ -88,6 +92,7 @@ def _interrupt_after(index: Path, files: list[Path], sig: int, committed: int, s
         if not ended or attempt == 2:
             saw = f"signal after {time.monotonic() - start:.1f} s with {seen} document(s) committed" if not ended \
                 else f"the ingest ended before {committed} documents were seen ({seen})"
+            saw += f"; polls (s, documents, error): {timeline}"
             return proc.returncode, out, err, saw
     raise AssertionError("unreachable")
 

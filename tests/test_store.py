@@ -171,3 +171,37 @@ def test_a_waiting_writer_says_so_on_stderr_not_stdout(small_index: Index, fixtu
     assert result["result"] > 0 and store.stats()["chunks"] == 0  # it wrote once the lock was free
     assert f"waiting for another writer on {small_index.path}" in err
     assert "waiting" not in out  # stdout may be carrying --json
+
+
+OPEN_AT_ONCE = """
+import sys, time
+from docrag.index import LocalStore
+go = float(sys.argv[3])
+while time.time() < go:
+    pass
+if sys.argv[2] == "reader":  # as Index opens an index that exists
+    store = LocalStore(sys.argv[1], create=False)
+else:
+    store = LocalStore(sys.argv[1], embedder="fake", dim=2)
+print(store.meta("embedder"))
+"""
+
+
+def test_processes_creating_and_opening_a_new_index_at_once_all_get_it(tmp_path: Path) -> None:
+    """The database file is born under the write lock: a second creator, or a reader that finds the
+    file half made, waits for the set-up instead of failing ("database is locked" while switching
+    to WAL, or "empty index" when it took the lock first)."""
+    import subprocess
+    import sys
+
+    for attempt in range(3):  # each a race that the old code lost about one time in three
+        path = tmp_path / f"ix{attempt}"
+        go = time.time() + 1.2  # after the interpreters have started
+        roles = ["writer", "writer", "reader", "reader", "reader"]
+        procs = [subprocess.Popen([sys.executable, "-c", OPEN_AT_ONCE, str(path), role, str(go)],
+                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for role in roles]
+        outs = [p.communicate(timeout=120) for p in procs]
+        for role, p, (out, err) in zip(roles, procs, outs):
+            if role == "reader" and p.returncode and "no docrag index here" in err:
+                continue  # it looked before any file existed: a clear error, and a fair outcome
+            assert p.returncode == 0 and out.strip() == "fake", (role, err)

@@ -78,6 +78,15 @@ CREATE VIRTUAL TABLE IF NOT EXISTS chunks_fts USING fts5(text, tokenize = 'unico
 _SCHEMA_OBJECTS = frozenset(re.findall(r"IF NOT EXISTS (\w+)", _SCHEMA))
 
 
+def _connect(db: Path) -> sqlite3.Connection:
+    """A connection to the index database (autocommit: transactions are explicit)."""
+    conn = sqlite3.connect(db, timeout=60.0, isolation_level=None, check_same_thread=False)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA foreign_keys=ON")
+    conn.execute("PRAGMA synchronous=NORMAL")
+    return conn
+
+
 class DocumentRecord(dict):
     """A row of ``documents`` as a dict (doc_id, source, path, size, pages, added_at, info)."""
 
@@ -97,23 +106,23 @@ class LocalStore:
         self.path = Path(path)
         db = self.path / DB_NAME
         if not db.exists():
-            if not create:
+            if not create or embedder is None or dim is None:  # an index is made by a writer, who names its embedder
                 raise StoreError(f"{self.path}: no docrag index here (no {DB_NAME}); run `docrag ingest` first")
             self.path.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(db, timeout=60.0, isolation_level=None, check_same_thread=False)
-        self.db.row_factory = sqlite3.Row
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA foreign_keys=ON")
-        self.db.execute("PRAGMA synchronous=NORMAL")
-        if self._needs_setup():
-            # Creating the tables is a write: one writer at a time, and another
-            # may have finished it while this one waited, so decide again under
-            # the lock. An index that is already set up is opened without the
-            # lock, so readers never queue behind a writer's ingest.
+            # The file is born under the write lock: another process that opens it half made
+            # (no tables yet) finds it needs setting up, queues on the lock, and finds it done.
             with self._write_lock():
-                if self._needs_setup():
-                    self.db.executescript(_SCHEMA)
-                    self._init_meta(embedder, dim)
+                self.db = _connect(db)
+                self._set_up(embedder, dim)
+        else:
+            self.db = _connect(db)
+            if self._needs_setup():
+                # Creating the tables is a write: one writer at a time, and another may have
+                # finished it while this one waited, so _set_up decides again under the lock.
+                # An index that is already set up is opened without the lock, so readers never
+                # queue behind a writer's ingest.
+                with self._write_lock():
+                    self._set_up(embedder, dim)
         if self._version() < SCHEMA_VERSION and self._version() + 1 in _MIGRATIONS:
             with self._write_lock():
                 self._migrate()
@@ -128,6 +137,16 @@ class LocalStore:
         self._memo_generation = -1
 
     # -- meta ---------------------------------------------------------------
+
+    def _set_up(self, embedder: str | None, dim: int | None) -> None:
+        """WAL journal, tables and meta for a new or half-made index (under the write lock)."""
+        if str(self.db.execute("PRAGMA journal_mode").fetchone()[0]).lower() != "wal":
+            # Persistent in the file: readers of a set-up index never switch it (a switch
+            # needs the database to itself, and two processes switching at once collide).
+            self.db.execute("PRAGMA journal_mode=WAL")
+        if self._needs_setup():
+            self.db.executescript(_SCHEMA)
+            self._init_meta(embedder, dim)
 
     def _needs_setup(self) -> bool:
         """True when a table of the schema or the schema version is missing (a new or half-made index)."""
