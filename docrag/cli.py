@@ -165,7 +165,7 @@ def _page_count(path: str, password: str | None) -> int:
         return 0
 
 
-SCORE_NOTE = {"hybrid": "reciprocal-rank fusion of BM25 and dense (about 0.01-0.05; only the order means anything)",
+SCORE_NOTE = {"hybrid": "BM25 and dense fused by rank and relative score (a first place in one ranking adds 1; only the order means anything)",
               "dense": "cosine similarity of the query and chunk vectors", "bm25": "BM25 relevance (negated FTS5 rank)"}
 
 

@@ -183,7 +183,7 @@ class SearchOptions(_Options):
     kind: Optional[Literal[Kind]] = Field(  # type: ignore[valid-type]
         None, description="Only hits of this kind ('figure' means any picture: figures and charts); "
         "none or 'any': every kind.")
-    mode: Mode = Field("hybrid", description="hybrid: BM25 and dense fused by reciprocal rank fusion; "
+    mode: Mode = Field("hybrid", description="hybrid: BM25 and dense fused by rank and relative score; "
                        "dense; or bm25.")
     source: Optional[str] = Field(None, description="Only documents whose path or file name matches this glob.")
     pages: Optional[tuple[int, int]] = Field(
@@ -195,7 +195,7 @@ class SearchOptions(_Options):
         "the HTTP service allows only the models it was started with.")
     window: int = Field(0, ge=0, le=20, description="Add N neighbouring chunks of the same page to each hit.")
     group: Literal["chunk", "page"] = Field("chunk", description="page: one hit per page (its best chunk).")
-    rrf_k: int = Field(60, ge=1, le=10_000, description="RRF constant of hybrid mode (higher flattens the fusion).")
+    rrf_k: int = Field(60, ge=1, le=10_000, description="Rank constant of hybrid fusion (higher flattens its reciprocal-rank half).")
     locate: bool = Field(True, description="Narrow each hit's box to the lines that match the query.")
     cues: bool = Field(True, description="Boost documents whose company or period the query names and, with "
                        "group page, the pages showing the statement, section and period it asks for (boosts, "

@@ -108,7 +108,7 @@ def test_a_one_word_concept_steers_the_fusion_less_than_a_phrase(monkeypatch) ->
     import docrag.retrieve as retrieve
 
     seen: list[list[float]] = []
-    monkeypatch.setattr(retrieve, "rrf", lambda rankings, k, weights: seen.append(weights) or rankings[0])
+    monkeypatch.setattr(retrieve, "fuse", lambda rankings, k, weights: seen.append(weights) or rankings[0])
     store = type("S", (), {"search_text": lambda *a: [], "search_vector": lambda *a: [], "profiles": lambda s: {},
                            "hits": lambda s, r: []})()
     embedder = type("E", (), {"embed_query": lambda s, q: np.zeros(4, np.float32)})()
@@ -145,21 +145,37 @@ def test_page_scores_fuse_each_ranking_s_best_chunk_of_a_page() -> None:
     bm25 = [(2, 9.0), (3, 8.0), (4, 7.0)]
     ranked = page_scores([dense, bm25], [1.0, 1.0], page_of, k=60)
     assert [key for key, _ in ranked] == [("d", 1), ("d", 2), ("d", 3)]
-    assert ranked[0][1] == pytest.approx(1 / 62 + 1 / 61)
+    # Each place gives the mean of its scaled reciprocal rank and its min-max score: chunk 1 is
+    # second in dense (0.8 between 0.6 and 0.9), chunk 2 first in BM25.
+    assert ranked[0][1] == pytest.approx(0.5 * (61 / 62 + 2 / 3) + 1.0)
 
 
 def test_page_scores_take_one_chunk_per_searched_text() -> None:
     page_of = {1: ("d", 1), 2: ("d", 1), 3: ("d", 2), 4: ("d", 3), 5: ("d", 3)}
     # Page 1's chunk 1 is first in dense, its chunk 2 fourth in BM25; page 2's one chunk is third and
-    # second. Searched as one text, page 1 counts its best chunk only (chunk 2: fifth and fourth).
+    # second. Searched as one text, page 1 counts its best chunk only (chunk 1: first in dense, not
+    # in BM25; chunk 2, last in both, adds nothing).
     dense = [(1, 0.9), (4, 0.8), (3, 0.7), (5, 0.6), (2, 0.5)]
     bm25 = [(5, 9.0), (3, 8.0), (4, 7.0), (2, 6.0)]
     one_text = page_scores([dense, bm25], [1.0, 1.0], page_of, k=60, searched=["query", "query"])
     assert [key for key, _ in one_text][:2] == [("d", 3), ("d", 2)]
-    assert dict(one_text)[("d", 1)] == pytest.approx(1 / 65 + 1 / 64)
+    assert dict(one_text)[("d", 1)] == pytest.approx(1.0)
     # Rankings of different texts (the query's words, a concept's document words) may each pick a chunk.
     two_texts = page_scores([dense, bm25], [1.0, 1.0], page_of, k=60, searched=["query", "focus"])
-    assert dict(two_texts)[("d", 1)] == pytest.approx(1 / 61 + 1 / 64)
+    assert dict(two_texts)[("d", 1)] == pytest.approx(1.0 + 0.5 * 61 / 64)
+
+
+def test_a_clear_margin_in_one_ranking_outweighs_a_near_tie_in_the_other() -> None:
+    # Only page 1 says "studded tyres": BM25 puts it first at three times the next score. Dense
+    # barely separates the top pages (0.36, 0.355, 0.35 among scores down to 0.15) and puts it
+    # third. Reciprocal ranks alone (1/61 + 1/62 for page 3, 1/63 + 1/61 for page 1) would pick
+    # page 3; the scores say page 1.
+    page_of = {1: ("m", 1), 2: ("m", 2), 3: ("m", 3)} | {c: ("o", c) for c in range(4, 13)}
+    dense = [(3, 0.36), (2, 0.355), (1, 0.35)] + [(c, 0.31 - 0.02 * (c - 4)) for c in range(4, 13)]
+    bm25 = [(1, 15.5), (3, 4.8), (2, 1.4)]
+    assert dense[-1][1] == pytest.approx(0.15)
+    ranked = page_scores([dense, bm25], [1.0, 1.0], page_of, k=60, searched=["query", "query"])
+    assert ranked[0][0] == ("m", 1), ranked[:3]
 
 
 def _page(doc, lines: list[str]) -> None:

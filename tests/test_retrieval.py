@@ -11,7 +11,7 @@ import pytest
 from docrag import Index, IngestOptions
 from docrag.evaluate import evaluate, load_qa
 from docrag.index.text_search import STOPWORDS
-from docrag.retrieve.fusion import rrf
+from docrag.retrieve.fusion import fuse
 
 FAKE = IngestOptions(ocr="never", embedder="fake-hash", chunk_tokens=40, chunk_overlap=10)
 
@@ -101,9 +101,12 @@ def test_filters_apply_before_top_k(tagged: Index, mode: str, case: str) -> None
         assert [h.chunk_id for h in hits] == [h.chunk_id for h in everything if check(h)][:k]
 
 
-def test_rrf_fuses_ranks() -> None:
-    fused = rrf([[(1, 0.9), (2, 0.5), (3, 0.1)], [(2, 9.0), (3, 5.0)]], k=60)
-    assert [i for i, _ in fused] == [2, 3, 1]
+def test_fusion_weighs_ranks_and_scores() -> None:
+    fused = fuse([[(1, 0.9), (2, 0.5), (3, 0.1)], [(2, 9.0), (3, 5.0)]], k=60)
+    # 2 is high in both; 1 is first in one ranking; 3 is last in both (reciprocal ranks alone put it
+    # above 1: 1/63 + 1/62 > 1/61).
+    assert [i for i, _ in fused] == [2, 1, 3]
+    assert dict(fused)[1] == pytest.approx(1.0)
 
 
 def test_group_page_returns_one_hit_per_page(tagged: Index) -> None:

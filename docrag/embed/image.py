@@ -3,9 +3,9 @@
 ``siglip`` and ``clip`` run a dual-encoder through ``transformers`` (a hub id
 or a local directory): crops go through the vision tower, queries through the
 model's own text tower, so a text query can be scored against ``image.faiss``.
-Search puts that image-side ranking into its reciprocal rank fusion, weighted
+Search puts that image-side ranking into its fusion (rank and relative score), weighted
 as much as the text side together (:func:`docrag.retrieve.search`).
-:func:`fuse_scores` is a score-level alternative (min-max per side) that
+:func:`fuse_scores` is a score-only alternative (min-max per side) that
 search does not use today. With no image embedder configured the text side
 alone ranks figures, which is the offline default.
 

@@ -42,7 +42,7 @@ class HitOut(BaseModel):
     kind: str = Field(description="text, table, figure, chart or caption.")
     text: str = Field(description="The chunk's text (with its neighbours when window > 0).")
     score: float = Field(description="Relevance score, higher is better; only the order means anything. hybrid: "
-                         "reciprocal-rank fusion (about 0.01-0.05); dense: cosine similarity; bm25: BM25; with "
+                         "BM25 and dense fused by rank and relative score (a first place in one ranking adds 1); dense: cosine similarity; bm25: BM25; with "
                          "rerank: the cross-encoder's score.")
     image: Optional[str] = Field(description="For figures and tables: URL path of the crop (GET /crops/{name}).")
     context: str = Field("", description="Document and section header the chunk was indexed with.")

@@ -1,7 +1,7 @@
 """Retrieval: a query into ranked hits with provenance.
 
 Modes: ``dense`` (FAISS cosine), ``bm25`` (SQLite FTS5) and ``hybrid`` (both,
-fused by reciprocal rank fusion; the default). Filters apply before ranking.
+fused by rank and relative score: :mod:`docrag.retrieve.fusion`; the default). Filters apply before ranking.
 Optional cross-encoder reranking, overlap dedupe, page ranking (one hit per
 page, scored from all its chunks: :mod:`docrag.retrieve.pages`), context
 windows of neighbouring chunks, and evidence boxes narrowed to the lines that
@@ -27,7 +27,7 @@ from docrag.embed.image import ImageEmbedder
 from docrag.index import Filters, LocalStore
 from docrag.retrieve.context import expand_window
 from docrag.retrieve.cues import document_scores
-from docrag.retrieve.fusion import dedupe_overlaps, group_by_page, rrf
+from docrag.retrieve.fusion import dedupe_overlaps, fuse, group_by_page
 from docrag.retrieve.lexicon import load_lexicon
 from docrag.retrieve.locate import locate_evidence
 from docrag.retrieve.pages import rank_pages
@@ -67,9 +67,9 @@ def search(
     """The ``k`` best chunks for ``query``.
 
     Args:
-        mode: ``dense``, ``bm25`` or ``hybrid`` (RRF of both).
+        mode: ``dense``, ``bm25`` or ``hybrid`` (both fused: :func:`~docrag.retrieve.fusion.fuse`).
         filters: Source glob, page range, kind and tags; applied before top-k.
-        rrf_k: The RRF constant (higher flattens the fusion).
+        rrf_k: The fusion's rank constant (higher flattens the rank part of it).
         reranker: Re-scores the top candidates when given.
         window: Add this many neighbouring chunks of the same page to each hit.
         group: ``page`` ranks pages from the evidence of all their chunks and the query's
@@ -77,7 +77,7 @@ def search(
         locate: Narrow each hit's ``bbox`` to the lines matching the query.
         image_embedder: When the index embedded its figure crops, the query
             also goes through this model's text tower; the figure ranking it
-            gives joins the fusion (RRF) beside the text-side rankings.
+            gives joins the fusion beside the text-side rankings.
         cues: Boost the documents whose company or period the query names, and (page
             grouping) the pages showing the statement, section and period it asks for.
         lexicon: A user lexicon file (JSON) whose concepts join the built-in finance pack's.
@@ -143,7 +143,7 @@ def search(
                            CUE_WEIGHT if cues else 0.0, searched=searched)
         hits = store.hits(pages[:k])
         return _finish(store, hits, query, plan, window, locate)
-    ranked = rrf(rankings, rrf_k, weights=weights) if len(rankings) > 1 else rankings[0]
+    ranked = fuse(rankings, rrf_k, weights=weights) if len(rankings) > 1 else rankings[0]
     ranked = ranked[: max(depth, 3 * k)]
     if reranker is None and group == "chunk":
         return _finish(store, _first_distinct(store, ranked, k), query, plan, window, locate)

@@ -19,8 +19,8 @@ best chunk.
 
 >>> pages = {1: ("d", 1), 2: ("d", 1), 3: ("d", 2)}  # chunks 1 and 2 on page 1, chunk 3 on page 2
 >>> fused = page_scores([[(1, 0.9), (3, 0.8)], [(2, 5.0), (3, 4.0)]], [1.0, 1.0], pages, k=60)
->>> [(key, round(s * 61, 2)) for key, s in fused]
-[(('d', 1), 2.0), (('d', 2), 1.97)]
+>>> [(key, round(s, 3)) for key, s in fused]
+[(('d', 1), 2.0), (('d', 2), 0.984)]
 """
 
 from __future__ import annotations
@@ -30,6 +30,7 @@ from dataclasses import dataclass
 
 from docrag.chunk.statements import statement_kind
 from docrag.index import LocalStore
+from docrag.retrieve.fusion import contributions
 from docrag.retrieve.query import QueryPlan
 
 __all__ = ["PageInfo", "page_scores", "page_info", "chunk_pages", "rank_pages", "CUES"]
@@ -58,8 +59,8 @@ def page_scores(rankings: list[list[tuple[int, float]]], weights: list[float], p
     """Pages by fused evidence, best first.
 
     The rankings of one searched text (``searched[i]`` names the text of ranking ``i``: the
-    query, the lexicon's expansion, ...) are fused per chunk (``w / (k + rank)`` summed over
-    them), and the page takes its best chunk's sum: a chunk that both the dense and the BM25
+    query, the lexicon's expansion, ...) are fused per chunk (:func:`~docrag.retrieve.fusion.contributions`
+    summed over them), and the page takes its best chunk's sum: a chunk that both the dense and the BM25
     ranking of the query place high is evidence, two chunks that each one ranking likes are
     not the same evidence twice. The texts' page scores are then summed: the query's words may
     find a statement's title, its concept's document words a row of its table. Without
@@ -72,8 +73,8 @@ def page_scores(rankings: list[list[tuple[int, float]]], weights: list[float], p
         for ranking, w, s in zip(rankings, weights, searched):
             if s != text:
                 continue
-            for rank, (cid, _) in enumerate(ranking, 1):
-                chunk[cid] = chunk.get(cid, 0.0) + w / (k + rank)
+            for cid, v in contributions(ranking, w, k):
+                chunk[cid] = chunk.get(cid, 0.0) + v
         best: dict[PageKey, float] = {}
         for cid, v in chunk.items():
             key = page_of.get(cid)
@@ -173,14 +174,14 @@ def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weigh
         cues.append({key: 1.0 for key in keys if doc_scores.get(key[0], 0) == top})
     scores = dict(base)
     for cue in cues:
-        # A boost as large as a first place in one ranking, the same for every page the cue holds for:
-        # it lifts them over the others without reordering them among themselves.
+        # A boost as large as a first place in one ranking (1), the same for every page the cue
+        # holds for: it lifts them over the others without reordering them among themselves.
         for key, strength in cue.items():
-            scores[key] += cue_weight * strength / (k + 1)
+            scores[key] += cue_weight * strength
     chunk_score: dict[int, float] = {}
     for ranking, w in zip(rankings, weights):
-        for rank, (cid, _) in enumerate(ranking, 1):
-            chunk_score[cid] = chunk_score.get(cid, 0.0) + w / (k + rank)
+        for cid, v in contributions(ranking, w, k):
+            chunk_score[cid] = chunk_score.get(cid, 0.0) + v
     best: dict[PageKey, int] = {}
     for cid, s in sorted(chunk_score.items(), key=lambda kv: (-kv[1], kv[0])):
         best.setdefault(page_of.get(cid, ("", 0)), cid)
