@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -16,18 +15,23 @@ import pytest
 from docrag import Index
 
 ROOT = Path(__file__).resolve().parents[1]
-# The CLI in a child process, with the tests' fake embedder; SLOW makes each page take
-# a while (in this process: workers=1) so the ingest is surely interrupted midway.
+# The CLI in a child process, with the tests' fake embedder. HOLD > 0: after that many pages
+# (read in this process: workers=1) every further page waits until a signal ends the process,
+# so the ingest is interrupted midway with exactly the documents of those pages committed,
+# however fast or slow the machine.
 RUNNER = """
 import sys, time
 sys.path.insert(0, {tests!r})
 import conftest
 import docrag.pipeline
-slow = float({slow!r})
-if slow:
+hold = int({hold!r})
+if hold:
     real = docrag.pipeline.process_page
+    read = []
     def process_page(src, options):
-        time.sleep(slow)
+        read.append(1)
+        while len(read) > hold:
+            time.sleep(0.05)
         return real(src, options)
     docrag.pipeline.process_page = process_page
 from docrag.cli import main
@@ -50,8 +54,8 @@ def corpus(tmp_path_factory: pytest.TempPathFactory, fixtures_dir: Path) -> list
     return paths
 
 
-def _cmd(index: Path, files: list[Path], slow: float, *extra: str) -> list[str]:
-    code = RUNNER.format(tests=str(ROOT / "tests"), slow=slow)
+def _cmd(index: Path, files: list[Path], hold: int, *extra: str) -> list[str]:
+    code = RUNNER.format(tests=str(ROOT / "tests"), hold=hold)
     return [sys.executable, "-c", code, "ingest", *map(str, files), "--index", str(index), "-q",
             "--ocr", "never", "--embedder", "fake-hash", *extra]
 
@@ -69,32 +73,24 @@ def _documents(index: Path, errors: list[str] | None = None) -> int:
         return 0
 
 
-def _interrupt_after(index: Path, files: list[Path], sig: int, committed: int, slow: float, *extra: str):
-    """Run an ingest, send ``sig`` once ``committed`` documents are in the index, and return
-    (exit status, stdout, stderr, what the poll saw). A machine slow to poll may see the ingest
-    finish first: then it runs again on a fresh index with pages twice as slow (twice at most)."""
-    for attempt in range(3):
-        if index.exists():
-            shutil.rmtree(index)
-        proc = subprocess.Popen(_cmd(index, files, slow * 2 ** attempt, *extra), stdout=subprocess.PIPE,
-                                stderr=subprocess.PIPE, text=True)
-        start = deadline = time.monotonic()
-        deadline += 300
-        seen, timeline, errors = 0, [], []
-        while (seen := _documents(index, errors)) < committed and proc.poll() is None and time.monotonic() < deadline:
-            if not timeline or timeline[-1][1:] != (seen, errors[-1:]):
-                timeline.append((round(time.monotonic() - start, 2), seen, errors[-1:]))
-            time.sleep(0.05)
-        ended = proc.poll() is not None
-        if not ended:
-            proc.send_signal(sig)
-        out, err = proc.communicate(timeout=120)
-        if not ended or attempt == 2:
-            saw = f"signal after {time.monotonic() - start:.1f} s with {seen} document(s) committed" if not ended \
-                else f"the ingest ended before {committed} documents were seen ({seen})"
-            saw += f"; polls (s, documents, error): {timeline}"
-            return proc.returncode, out, err, saw
-    raise AssertionError("unreachable")
+def _interrupt_after(index: Path, files: list[Path], sig: int, committed: int, hold: int, *extra: str):
+    """Run an ingest (held after ``hold`` pages, see RUNNER), send ``sig`` once ``committed``
+    documents are in the index, and return (exit status, stdout, stderr, what the poll saw)."""
+    proc = subprocess.Popen(_cmd(index, files, hold, *extra), stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            text=True)
+    start = time.monotonic()
+    seen, timeline, errors = 0, [], []
+    while (seen := _documents(index, errors)) < committed and proc.poll() is None and time.monotonic() < start + 120:
+        if not timeline or timeline[-1][1:] != (seen, errors[-1:]):
+            timeline.append((round(time.monotonic() - start, 2), seen, errors[-1:]))
+        time.sleep(0.05)
+    ended = proc.poll() is not None
+    if not ended:
+        proc.send_signal(sig)
+    out, err = proc.communicate(timeout=120)
+    saw = f"signal after {time.monotonic() - start:.1f} s with {seen} document(s) committed" if not ended \
+        else f"the ingest ended before {committed} documents were seen ({seen})"
+    return proc.returncode, out, err, f"{saw}; polls (s, documents, last error): {timeline}"
 
 
 def _snapshot(path: Path) -> tuple:
@@ -114,7 +110,7 @@ def _info(index: Path) -> subprocess.CompletedProcess:
 def clean(corpus: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple:
     """The corpus ingested without interruption (once for both signals)."""
     path = tmp_path_factory.mktemp("clean") / "ix"
-    subprocess.run(_cmd(path, corpus, 0.0), check=True, capture_output=True)
+    subprocess.run(_cmd(path, corpus, 0), check=True, capture_output=True)
     return _snapshot(path)
 
 
@@ -123,18 +119,18 @@ def clean(corpus: list[Path], tmp_path_factory: pytest.TempPathFactory) -> tuple
 def test_an_interrupted_ingest_keeps_what_it_committed_and_resumes(sig: int, corpus: list[Path], clean: tuple,
                                                                     tmp_path: Path) -> None:
     index = tmp_path / "ix"
-    code, _, err, saw = _interrupt_after(index, corpus, sig, 2, 0.3, "--workers", "1")
+    code, _, err, saw = _interrupt_after(index, corpus, sig, 2, 6, "--workers", "1")  # 3 pages a file
     if sig == signal.SIGINT:
         assert code == 130, (saw, err)
         assert "interrupted" in err and "Traceback" not in err
     else:
         assert code == -signal.SIGKILL, saw
     kept = _documents(index)
-    assert 2 <= kept < FILES  # stopped midway, the documents committed before are there
+    assert kept == 2, saw  # stopped midway, the documents committed before are there
     info = _info(index)
     assert info.returncode == 0 and "integrity: ok" in info.stdout, info.stdout + info.stderr
 
-    again = subprocess.run(_cmd(index, corpus, 0.0), capture_output=True, text=True)
+    again = subprocess.run(_cmd(index, corpus, 0), capture_output=True, text=True)
     assert again.returncode == 0, again.stderr
     assert f"{FILES - kept} indexed, {kept} unchanged" in again.stdout
     assert _info(index).returncode == 0
@@ -156,7 +152,7 @@ def test_ctrl_c_stops_the_page_workers(fixtures_dir: Path, tmp_path: Path) -> No
         files.append(tmp_path / f"long-{i:02d}.pdf")
     index = tmp_path / "ix"
     start = time.monotonic()
-    code, _, err, saw = _interrupt_after(index, files, signal.SIGINT, 1, 0.0, "--workers", "2")
+    code, _, err, saw = _interrupt_after(index, files, signal.SIGINT, 1, 0, "--workers", "2")
     assert code == 130 and "Traceback" not in err, (saw, err)
     assert time.monotonic() - start < 120
     assert 1 <= _documents(index) < len(files)
