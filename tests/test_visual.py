@@ -79,15 +79,16 @@ def test_langchain_retriever_filters_kind_and_carries_the_image(visual_index: In
     assert docs and all(d.metadata["kind"] in ("figure", "chart") and Path(d.metadata["image"]).is_file() for d in docs)
 
 
-def test_image_embedder_crops_go_to_image_faiss_and_join_the_fusion(tmp_path: Path, fixtures_dir: Path) -> None:
+def test_image_embedder_crops_go_to_image_faiss_and_join_the_fusion(tmp_path: Path, fixtures_dir: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
     import numpy as np
     from test_embed_image import FakeImageEmbedder
 
     from docrag import IngestOptions
     from docrag.embed.image import IMAGE_EMBEDDERS
 
-    if "fake-colour" not in IMAGE_EMBEDDERS.names():
-        IMAGE_EMBEDDERS.register("fake-colour")(lambda model=None, device="auto": FakeImageEmbedder())
+    # Registered for this test only: the registry lists its engines to users and to other tests.
+    monkeypatch.setitem(IMAGE_EMBEDDERS._factories, "fake-colour", lambda model=None, device="auto": FakeImageEmbedder())
     index = Index(tmp_path / "ix", IngestOptions(embedder="fake-hash", image_embedder="fake-colour", workers=1))
     index.ingest([fixtures_dir / "visual.pdf"])
     store = index.store()
