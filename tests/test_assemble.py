@@ -42,3 +42,25 @@ def test_chunk_size_follows_the_options(fixtures_dir: Path) -> None:
     assert len(small.chunks) > len(large.chunks)
     text = lambda a: " ".join(c.text for c in a.chunks if c.kind == "text").split()  # noqa: E731
     assert set(text(small)) == set(text(large))  # no words lost either way
+
+
+def test_a_long_table_is_cut_between_rows_into_parts_that_fit_the_embedder(fixtures_dir: Path) -> None:
+    from docrag.chunk import approx_tokens
+
+    pages = list(docrag.ocr(fixtures_dir / "visual.pdf", READ))
+    whole = assemble(pages, "d", "v.pdf", options=ChunkingOptions(chunk_tokens=2000, chunk_overlap=0))
+    cut = assemble(pages, "d", "v.pdf", options=ChunkingOptions(chunk_tokens=40, chunk_overlap=0))
+    tables = [c for c in whole.chunks if c.kind == "table"]
+    parts = [c for c in cut.chunks if c.kind == "table"]
+    long = [t for t in tables if approx_tokens(t.text) > 40]
+    assert long and len(parts) > len(tables)  # the fixture has tables longer than 40 tokens
+    for table in long:
+        mine = [p for p in parts if p.bbox == table.bbox and p.page == table.page]
+        assert len(mine) >= 2 and all(p.image == table.image for p in mine)  # one box, one crop
+        rows = [r for r in table.text.split("\n") if r.startswith("|")]
+        head = rows[:2] if len(rows) > 2 and set(rows[1]) <= set("|-: ") else []
+        assert all(p.text.split("\n")[0] == table.text.split("\n")[0] for p in mine)  # its kind (and caption)
+        assert all(h in p.text for p in mine for h in head)  # the header row goes with every part
+        got = [r for p in mine for r in p.text.split("\n") if r.startswith("|") and r not in head]
+        assert got == [r for r in rows if r not in head]  # every row once, in order
+    assert [c.ordinal for c in cut.chunks] == list(range(len(cut.chunks)))

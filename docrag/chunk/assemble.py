@@ -41,7 +41,8 @@ class Assembly:
     """What one document contributes to the index, apart from its vectors.
 
     Attributes:
-        chunks: Text chunks in reading order, then one chunk per region; ``ordinal`` numbers them.
+        chunks: Text chunks in reading order, then each region's chunk (a long table's parts);
+            ``ordinal`` numbers them.
         crops: Region crops (PNG bytes) by file name; chunks name them as ``crops/<name>``.
         profile: The document's title, company, report type and fiscal year.
     """
@@ -90,13 +91,15 @@ def assemble(
     # Figures and tables after the text, so a page's text chunks keep consecutive ordinals.
     refs = referring_sentences([c.text for c in out.chunks])
     for page in pages:
-        for region, chunk in zip(visual_regions(page), visual_chunks(page, doc_id, source, refs)):
-            chunk.context = context_header(profile, "") if options.context_headers else ""
-            if region.png:
-                name = hashlib.sha256(region.png).hexdigest()[:32] + ".png"
+        for region, parts in zip(visual_regions(page), visual_chunks(page, doc_id, source, refs,
+                                                                     max_tokens=options.chunk_tokens)):
+            name = hashlib.sha256(region.png).hexdigest()[:32] + ".png" if region.png else None
+            if name:
                 out.crops[name] = region.png
-                chunk.image = f"crops/{name}"
-            out.chunks.append(chunk)
+            for chunk in parts:  # one, or a long table's parts
+                chunk.context = context_header(profile, "") if options.context_headers else ""
+                chunk.image = f"crops/{name}" if name else chunk.image
+                out.chunks.append(chunk)
     for i, chunk in enumerate(out.chunks):
         chunk.ordinal = i
         chunk.read_by = "+".join(ocr_engine if part == "ocr" else part for part in chunk.read_by.split("+") if part)
