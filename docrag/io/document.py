@@ -32,12 +32,23 @@ if TYPE_CHECKING:
 
 __all__ = ["Document", "PageSource", "open_document", "file_sha256"]
 
-# Beyond this many pixels a raster is downscaled: a 200x200-inch page at
-# 300 dpi would otherwise need tens of gigabytes.
-MAX_RASTER_PIXELS = 60_000_000
-# Images larger than this are refused from their header, before decoding
-# (decompression bombs); between the two limits they are downscaled.
-MAX_IMAGE_PIXELS = 400_000_000
+# Beyond this many pixels a raster is downscaled (a 200x200-inch page at 300 dpi
+# would be 3.6 GP). The stages after rendering (orientation, layout) hold ~25 bytes
+# per raster pixel at their peak (bench/memory.py): 20 MP keeps a page ~500 MB
+# above the models, inside the 1.5 GB a process may take (issue #17). An A2 sheet
+# still gets 227 dpi, A0 113.
+MAX_RASTER_PIXELS = 20_000_000
+# Images larger than this are refused from their header (decompression bombs); up
+# to it they are decoded at reduced scale: PNG a strip at a time, JPEG at 1/2 to 1/8.
+MAX_IMAGE_PIXELS = 2_500_000_000
+# Formats decoded whole before reducing (TIFF, interlaced or 16-bit colour PNG) are
+# refused when that takes more memory than this.
+MAX_DECODE_BYTES = 512 * 2**20
+# Bytes per pixel Pillow holds for a frame decoded whole, by mode (4 for others).
+_MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
+# The page last rasterized in this process (MuPDF's cache of decoded images is per process):
+# see PageSource._free_other_pages.
+_last_rendered: tuple[int, int] | None = None
 
 
 def file_sha256(path: str | Path) -> str:
@@ -83,7 +94,9 @@ class PageSource:
         self.warnings: list[str] = list(doc.warnings) if number == 1 else []
         self._page: Any = None
         self._frame: Any = None
+        self._size = (0, 0)  # an image frame's pixels
         self._words: list[tuple] | None = None
+        self._reduced: Raster | None = None  # an image frame decoded at reduced scale
         self.width = self.height = 0.0
         self.rotation = 0
         # A page that cannot even be loaded (a looping page tree, a corrupt
@@ -108,6 +121,7 @@ class PageSource:
                 raise LoadError(doc.source, f"page cannot be loaded ({_first_line(exc)})", page=self.number) from None
         else:
             self._frame = doc._frame(self.number - 1)
+            self._size = self._frame.size  # the shared handle of a huge frame may be seeked elsewhere later
             dpi = doc._image_dpi(self._frame)
             self.width = self._frame.width * 72.0 / dpi
             self.height = self._frame.height * 72.0 / dpi
@@ -187,11 +201,13 @@ class PageSource:
             zoom *= 0.999 * (MAX_RASTER_PIXELS / area) ** 0.5  # margin for pixel rounding
             self._warn(f"page is {self.width:.0f}x{self.height:.0f} pt; rasterized at {72 * zoom:.0f} dpi "
                        f"instead of {dpi} to stay under {MAX_RASTER_PIXELS // 1_000_000} MP")
+        self._free_other_pages()
         try:
             pix = self._page.get_pixmap(matrix=pymupdf.Matrix(zoom, zoom), colorspace=pymupdf.csRGB, alpha=False)
         except Exception as exc:
             raise LoadError(self.doc.source, f"page cannot be rendered ({_first_line(exc)})", page=self.number) from None
-        img = np.frombuffer(pix.samples, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3].copy()
+        # One copy out of MuPDF's buffer (``samples`` would make a second one: 60 MB at 20 MP).
+        img = np.frombuffer(pix.samples_mv, dtype=np.uint8).reshape(pix.height, pix.width, pix.n)[:, :, :3].copy()
         # pixels -> displayed (rotated) points -> unrotated page points
         m = self._page.derotation_matrix
         # Scale from the pixmap's real size: its sides are rounded to whole pixels.
@@ -199,30 +215,77 @@ class PageSource:
         to_points = np.array([[m.a * sx, m.c * sy, m.e], [m.b * sx, m.d * sy, m.f]], dtype=np.float64)
         return Raster(image=img, to_points=to_points, dpi=72.0 * zoom)
 
+    def _free_other_pages(self) -> None:
+        """Empty MuPDF's cache of decoded images when this page is not the one rendered last.
+
+        MuPDF keeps what it decoded (up to 256 MB a process) for the next render: a page is
+        rendered two or three times (OCR, regions, crops), but a long scan's other pages never
+        come back, and each page's image would stay until the cache is full (+270 MB of RSS
+        over 60 distinct 200-dpi scans: bench/memory.py's flat check, in every page worker).
+        """
+        global _last_rendered
+        import pymupdf
+
+        key = (id(self.doc), self.number)
+        if _last_rendered is not None and _last_rendered != key:
+            pymupdf.TOOLS.store_shrink(100)
+        _last_rendered = key
+
     def _warn(self, message: str) -> None:
         if message not in self.warnings:
             self.warnings.append(message)
 
     def _render_frame(self) -> Raster:
+        if self._reduced is not None:  # the same image at any dpi: a costly reduced decode is done once
+            return self._reduced
         frame = self._frame
-        pixels = frame.width * frame.height
+        width, height = self._size
         try:
-            if frame is self.doc._image:  # a huge frame left undecoded by Document._frame
-                frame.seek(self.number - 1)
-            if pixels > MAX_RASTER_PIXELS:
-                width, height = frame.size
-                factor = int(np.ceil((pixels / MAX_RASTER_PIXELS) ** 0.5))
-                # JPEG decodes straight to 1/2, 1/4 or 1/8 scale: the full raster is never allocated.
-                frame.draft("RGB", (frame.width // factor, frame.height // factor))
-                if frame.width * frame.height > MAX_RASTER_PIXELS:
-                    frame = frame.reduce(int(np.ceil((frame.width * frame.height / MAX_RASTER_PIXELS) ** 0.5)))
-                self._warn(f"image is {width}x{height} px; downscaled {round(width / frame.width)}x for OCR")
-            img = np.asarray(frame.convert("RGB"), dtype=np.uint8).copy()
+            if width * height <= MAX_RASTER_PIXELS:
+                img, factor = np.asarray(frame.convert("RGB"), dtype=np.uint8).copy(), 1
+            else:
+                img, factor = self._decode_reduced(width, height)
+        except LoadError:
+            raise
         except Exception as exc:  # corrupt data only found when decoding
             raise LoadError(self.doc.source, f"image frame unreadable ({_first_line(exc)})", page=self.number) from None
-        s = self.width / frame.width
+        # Raster pixel i covers image pixels [i*factor, (i+1)*factor): boxes land in the full image's space.
+        s = self.width / width * factor
         to_points = np.array([[s, 0.0, 0.0], [0.0, s, 0.0]], dtype=np.float64)
-        return Raster(image=img, to_points=to_points, dpi=72.0 / s)
+        raster = Raster(image=img, to_points=to_points, dpi=72.0 / s)
+        if factor > 1:
+            self._warn(f"image is {width}x{height} px; downscaled {factor}x for OCR")
+            self._reduced = raster
+        return raster
+
+    def _decode_reduced(self, width: int, height: int) -> tuple[np.ndarray, int]:
+        """This frame (over ``MAX_RASTER_PIXELS``) as an RGB array reduced by an integer factor, and the factor.
+
+        Read through a file handle of its own, so whatever is decoded is freed on return.
+        """
+        from PIL import Image
+
+        from docrag.io.reduced import read_png_reduced, reduce_image
+
+        factor = _reduction(width * height)
+        if self.doc._png is not None and self.number == 1:  # a strip at a time: never whole in memory
+            return read_png_reduced(self.doc.path, factor, self.doc._png), factor
+        with Image.open(self.doc.path) as frame:
+            frame.seek(self.number - 1)
+            scale = 1
+            if frame.format == "JPEG":
+                # JPEG decodes straight to 1/2, 1/4 or 1/8 scale: the full raster is never allocated.
+                frame.draft("RGB", (width // factor, height // factor))
+                scale = round(width / frame.width)
+            else:
+                self.doc._check_decode(frame, page=self.number)  # a later TIFF frame may be bigger than the first
+            rest = _reduction(frame.width * frame.height)
+            return reduce_image(frame, rest), scale * rest
+
+
+def _reduction(pixels: int) -> int:
+    """The integer factor that brings an image of ``pixels`` under ``MAX_RASTER_PIXELS`` (1 if it is)."""
+    return max(1, int(np.ceil((pixels / MAX_RASTER_PIXELS) ** 0.5)))
 
 
 class Document:
@@ -234,6 +297,7 @@ class Document:
         self.kind = kind
         self._pdf: Any = None
         self._image: Any = None
+        self._png: Any = None  # a large PNG's chunk layout (docrag.io.reduced.PngInfo), read in strips
         self._frames = 1
         # What was recovered from a damaged file; shown with page 1's warnings.
         self.warnings: list[str] = []
@@ -292,7 +356,10 @@ class Document:
                                 f"{MAX_IMAGE_PIXELS // 1_000_000} MP limit", hint="downscale it first")
             if pixels <= MAX_RASTER_PIXELS:
                 img.load()  # small enough: find corrupt data now rather than mid-ingest
+            else:
+                self._check_large(img)
         except LoadError:
+            img.close()
             raise
         except Exception as exc:
             raise LoadError(self.source, f"unreadable {self.kind.upper()} image ({_first_line(exc)})",
@@ -305,6 +372,32 @@ class Document:
             self._frames = 1
             self.warnings.append(f"frame count unreadable ({_first_line(exc)}); only the first frame is read")
         self._image = img
+
+    def _check_large(self, img: Any) -> None:
+        """Refuse a large image that cannot be whole or cannot be read within memory; note a PNG read in strips."""
+        from docrag.io.reduced import plausible, read_png_info, streamable
+
+        if img.format == "PNG":
+            info = read_png_info(self.path)
+            if not plausible(info):
+                size = f"{img.width}x{img.height} px ({img.width * img.height / 1e6:.0f} MP)"
+                raise LoadError(self.source, f"image is {size} but holds only {info.idat_bytes / 1024:.0f} KB of "
+                                "compressed pixels, too few for that size: truncated or a decompression bomb",
+                                hint="re-export the image")
+            if streamable(info):
+                self._png = info
+                return
+        if img.format != "JPEG":  # JPEG decodes at reduced scale; the others whole
+            self._check_decode(img)
+
+    def _check_decode(self, frame: Any, page: int | None = None) -> None:
+        """Refuse a frame that would take more than ``MAX_DECODE_BYTES`` to decode whole."""
+        need = frame.width * frame.height * _MODE_BYTES.get(frame.mode, 4)
+        if need > MAX_DECODE_BYTES:
+            raise LoadError(self.source, f"image is {frame.width}x{frame.height} px; a {frame.format or 'frame'} of "
+                            f"that size is decoded whole ({need / 2**30:.1f} GB), over the "
+                            f"{MAX_DECODE_BYTES // 2**20} MB limit", page=page,
+                            hint="convert it to PNG or JPEG (read at reduced scale), or downscale it")
 
     def metadata(self) -> dict[str, str]:
         """The PDF's document information (title, author, ...); empty for images."""
@@ -336,7 +429,7 @@ class Document:
         try:
             self._image.seek(index)
             if self._image.width * self._image.height > MAX_RASTER_PIXELS:
-                return self._image  # decoded (downscaled) only when rendered, never copied at full size
+                return self._image  # never decoded whole here: rendered at reduced scale through a handle of its own
             return self._image.copy()
         except Exception as exc:
             raise LoadError(self.source, f"image frame unreadable ({_first_line(exc)})", page=index + 1) from None

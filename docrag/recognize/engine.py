@@ -30,6 +30,13 @@ _MIN_RUN = 12
 # Ink within this share of the median line height of a found line (at least a pixel at the
 # first pass's scale) is that line's own: the box DBNet draws cuts the tips of some letters.
 _EDGE = 0.15
+# A closer look at a whole page detects at up to 3,072 px a side, and DBNet holds ~145 bytes
+# of activations per input pixel: 1.4 GB (bench/memory.py). A region whose detector input
+# would exceed the first pass's (1024 x 1024, ~150 MB) is detected in horizontal bands
+# instead: no closer look takes more memory than the first one.
+_TILE_PIXELS = 1024 * 1024
+# Bands overlap by this many detector-input pixels: a line up to this tall lies whole in one band.
+_TILE_OVERLAP = 96
 
 
 def ocr_image(
@@ -181,10 +188,47 @@ def _read_closer(
         pad = max(4, (y1 - y0) // 4)
         x0, y0, x1, y1 = max(0, x0 - pad), max(0, y0 - pad), min(w, x1 + pad), min(h, y1 + pad)
         region = np.ascontiguousarray(image[y0:y1, x0:x1])
-        limit = int(min(1.0, _RETRY_ZOOM * first_scale) * max(region.shape[:2]))
-        quads = np.asarray(detector.detect(region, limit_side_len=max(32, limit)),  # type: ignore[call-arg]
-                           np.float32).reshape(-1, 4, 2)
+        quads = _detect_in_bands(detector, region, min(1.0, _RETRY_ZOOM * first_scale))
         found.append(quads + np.array([x0, y0], np.float32))
     every = np.concatenate(found) if found else np.zeros((0, 4, 2), np.float32)
     read = iter(recognizer.recognize(image, every) if len(every) else [])
     return [[next(read) for _ in range(len(quads))] for quads in found]
+
+
+def _detect_in_bands(detector: Detector, region: np.ndarray, scale: float) -> np.ndarray:
+    """Quads (pixels of ``region``) detected at ``scale`` times its size, in horizontal bands when the
+    detector's input would exceed ``_TILE_PIXELS``.
+
+    Every band is detected at the same ``scale``, and bands overlap by ``_TILE_OVERLAP``
+    input pixels, so a line that a band edge cuts lies whole in the next band. A band
+    keeps the quads its edges do not cut (or cut but too tall to be whole in any band),
+    less those found again in the overlap with the band above.
+    """
+    h, w = region.shape[:2]
+
+    def detect(part: np.ndarray) -> np.ndarray:
+        limit = max(32, int(scale * max(part.shape[:2])))
+        return np.asarray(detector.detect(part, limit_side_len=limit),  # type: ignore[call-arg]
+                          np.float32).reshape(-1, 4, 2)
+
+    if h * w * scale * scale <= _TILE_PIXELS:
+        return detect(region)
+    overlap = int(np.ceil(_TILE_OVERLAP / scale))
+    band = max(2 * overlap + 1, int(_TILE_PIXELS / (w * scale * scale)))
+    edge = 2  # a quad this close to an inner band edge was cut by it (the detector clips to the image)
+    out: list[np.ndarray] = []
+    above = np.zeros((0, 4, 2), np.float32)
+    top = 0
+    while True:
+        bottom = min(h, top + band)
+        quads = detect(np.ascontiguousarray(region[top:bottom])) + np.array([0, top], np.float32)
+        y0, y1 = quads[:, :, 1].min(axis=1), quads[:, :, 1].max(axis=1)
+        whole = ((top == 0) | (y0 > top + edge)) & ((bottom == h) | (y1 < bottom - 1 - edge))
+        quads = quads[whole | (y1 - y0 >= overlap - 2 * edge)]
+        shared = [p for p in above if p[:, 1].max() > top]  # the band above's quads in the overlap
+        quads = quads[[not any(_overlap(q, p) > 0.5 for p in shared) for q in quads]] if shared else quads
+        out.append(quads)
+        if bottom >= h:
+            break
+        above, top = quads, bottom - overlap
+    return np.concatenate(out)
