@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import signal
+import tempfile
 import threading
 import time
 from dataclasses import dataclass, field
@@ -22,7 +23,7 @@ from typing import Any, Callable, Iterable, Iterator
 
 import numpy as np
 
-from docrag.chunk.assemble import assemble
+from docrag.chunk.assemble import assemble, crop_name
 from docrag.config import IngestOptions
 from docrag.embed import TextEmbedder
 from docrag.embed.image import ImageEmbedder, embed_pngs
@@ -31,7 +32,7 @@ from docrag.index import LocalStore
 from docrag.index.journal import PageJournal, discard_journals
 from docrag.io import open_document
 from docrag.types import Chunk, Page
-from docrag.workers import PageEngine
+from docrag.workers import PageEngine, trim_heap
 
 __all__ = ["Ingestor", "IngestReport", "FileResult", "expand_paths", "SUFFIXES", "ProgressFn"]
 
@@ -123,6 +124,13 @@ class Ingestor:
     def ingest_file(self, source: str, progress: ProgressFn | None = None, tags: dict[str, str] | None = None,
                     label: str | None = None, password: str | None = None) -> FileResult:
         """Index one file; the result says whether it was indexed, unchanged, replaced or failed."""
+        try:
+            return self._ingest_file(source, progress, tags, label, password)
+        finally:
+            trim_heap()  # the document's pages, chunks and vectors are freed: give the heap back
+
+    def _ingest_file(self, source: str, progress: ProgressFn | None, tags: dict[str, str] | None,
+                     label: str | None, password: str | None) -> FileResult:
         tags = dict(tags or {})
         result = FileResult(source=source, status="failed")
         try:
@@ -130,7 +138,8 @@ class Ingestor:
         except LoadError as exc:
             result.error = str(exc)
             return result
-        with doc:
+        with doc, tempfile.TemporaryDirectory(prefix="docrag-crops-") as folder:
+            crops = _CropFiles(Path(folder))
             result.doc_id = doc.doc_id
             store = self.open_store()
             if store.has_document(doc.doc_id):
@@ -138,23 +147,24 @@ class Ingestor:
                 result.status = "unchanged"
                 return result
             journal = PageJournal(self.index_dir, doc.doc_id, self.options.reading_key())
-            pages = self._read(doc, result, progress, password, journal)
+            pages = self._read(doc, result, progress, password, journal, crops)
             if result.pages and not any(p.method != "failed" for p in pages):
                 result.error = f"{source}: no page could be read ({result.page_errors[0]})"
                 return result
             built = assemble(pages, doc.doc_id, doc.source, doc.metadata(), self.options, tags,
-                             ocr_engine=self.options.ocr_engine)
+                             ocr_engine=self.options.ocr_engine, written=crops.names)
             result.profile = built.profile
             chunks = built.chunks
             # Embedded with their document/section header; displayed without it.
             vectors = self.embedder().embed_documents([f"{c.context}\n{c.text}" if c.context else c.text
                                                      for c in chunks])
-            image_vectors = self._embed_crops(store, chunks, built.crops)
+            used = {**crops.files(chunks), **built.crops}
+            image_vectors = self._embed_crops(store, chunks, used)
             record = {"doc_id": doc.doc_id, "source": label or source, "path": str(Path(source).resolve()),
                       "size": Path(source).stat().st_size, "pages": doc.page_count,
                       "info": {"kind": doc.kind, "profile": result.profile}, "tags": tags}
             with sigint_deferred():  # Ctrl-C lands after the commit, never inside it
-                replaced = store.add_document(record, pages, chunks, vectors, crops=built.crops,
+                replaced = store.add_document(record, pages, chunks, vectors, crops=used,
                                                    image_vectors=image_vectors)
             discard_journals(self.index_dir, doc.doc_id)
         if replaced is None:  # another process indexed the same bytes while we read them
@@ -165,8 +175,8 @@ class Ingestor:
         return result
 
     def _read(self, doc: Any, result: FileResult, progress: ProgressFn | None, password: str | None,
-              journal: PageJournal) -> list[Page]:
-        """Every page of ``doc``, with page errors and warnings noted on ``result``."""
+              journal: PageJournal, crops: _CropFiles) -> list[Page]:
+        """Every page of ``doc``, with page errors and warnings noted on ``result``; crops go to ``crops``."""
         pages: list[Page] = []
         file_warnings = list(getattr(doc, "warnings", []))
         result.warnings += [f"{doc.source}: {w}" for w in file_warnings]
@@ -175,6 +185,7 @@ class Ingestor:
                 result.page_errors.append(page.error)
             result.warnings += [f"{doc.source} (page {page.number}): {w}" for w in page.warnings
                                 if w not in file_warnings]  # file-level ones are listed once
+            crops.take(page)
             pages.append(page)
             result.pages += 1
             result.pages_ocr += page.method in ("ocr", "mixed")
@@ -196,18 +207,48 @@ class Ingestor:
             journal.append(page)
             yield page
 
-    def _embed_crops(self, store: LocalStore, chunks: list[Chunk], crops: dict[str, bytes]) -> dict[int, np.ndarray]:
+    def _embed_crops(self, store: LocalStore, chunks: list[Chunk],
+                     crops: dict[str, bytes | Path]) -> dict[int, np.ndarray]:
         """Image vectors of the figure crops, by chunk index (empty without an image model)."""
         items = [(i, crops[Path(c.image).name]) for i, c in enumerate(chunks)
                  if c.image and Path(c.image).name in crops]
         model = self.image_embedder() if items else None
         if model is None:
             return {}
+        items = [(i, png if isinstance(png, bytes) else png.read_bytes()) for i, png in items]
         stored = store.image_model()
         engine, weights = (stored[0], stored[1]) if stored else (self.options.image_embedder, self.options.image_model)
         store.set_image_model(str(engine), weights, model.dim)
         vectors = embed_pngs(model, [png for _, png in items])
         return {i: v for (i, _), v in zip(items, vectors)}
+
+
+class _CropFiles:
+    """A document's figure crops, written to ``folder`` as their pages arrive.
+
+    A scanned page's crops take ~250 KB: kept on the pages until the commit, a long
+    document's would all be in memory at once (120 MB over 500 pages).
+    """
+
+    def __init__(self, folder: Path) -> None:
+        self.folder = folder
+        self.names: dict[tuple[int, tuple[float, ...]], str] = {}  # by (page number, region box)
+
+    def take(self, page: Page) -> None:
+        """Write ``page``'s crops out and drop their bytes from its regions."""
+        for region in page.regions:
+            if region.png:
+                name = crop_name(region.png)
+                path = self.folder / name
+                if not path.exists():
+                    path.write_bytes(region.png)
+                self.names[(page.number, tuple(region.bbox))] = name
+                region.png = None
+
+    def files(self, chunks: list[Chunk]) -> dict[str, Path]:
+        """The crop files ``chunks`` name, by file name."""
+        names = {Path(c.image).name for c in chunks if c.image}
+        return {name: self.folder / name for name in names if (self.folder / name).exists()}
 
 
 @contextlib.contextmanager

@@ -85,11 +85,34 @@ def test_bilevel_tiff_over_the_cap_is_reduced_not_refused(tmp_path: Path, monkey
     assert _dark_box(raster) == pytest.approx((60.0, 30.0, 150.0, 90.0), abs=3.0)
 
 
+@pytest.mark.parametrize("compression, strip_size", [("tiff_lzw", 4000), ("tiff_jpeg", 4000), ("raw", 2**24)])
+def test_colour_tiff_over_the_byte_bound_is_read_a_band_of_strips_at_a_time(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, compression: str, strip_size: int) -> None:
+    # An RGB TIFF that main read whole (up to 400 MP) is read in bands, not refused: compressed strips
+    # a few at a time, one uncompressed strip cut where its rows lie.
+    monkeypatch.setattr(document, "MAX_RASTER_PIXELS", 10_000)
+    monkeypatch.setattr(document, "MAX_DECODE_BYTES", 100_000)
+    monkeypatch.setattr(reduced, "STRIP_BYTES", 20_000)
+    monkeypatch.setattr(reduced, "READ_BYTES", 5_000)
+    path = tmp_path / "colour.tiff"
+    Image.fromarray(np.dstack([_page_image(300, 200)] * 3)).save(path, compression=compression.replace(
+        "tiff_jpeg", "jpeg"), strip_size=strip_size)
+    with open_document(path) as doc:
+        page = doc.page(1)
+        raster = page.render()
+    with Image.open(path) as whole:
+        expected = reduced.reduce_image(whole, 3)
+    assert raster.image.shape == (67, 100, 3) and "downscaled 3x" in page.warnings[0]
+    assert np.abs(raster.image.astype(int) - expected.astype(int)).max() == 0
+    assert _dark_box(raster) == pytest.approx((60.0, 30.0, 150.0, 90.0), abs=4.0)
+
+
 def test_image_decoded_whole_is_refused_over_the_byte_bound(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(document, "MAX_RASTER_PIXELS", 10_000)
     monkeypatch.setattr(document, "MAX_DECODE_BYTES", 100_000)
     path = tmp_path / "colour.tiff"
-    Image.fromarray(np.dstack([_page_image(300, 200)] * 3)).save(path)  # RGB: 4 bytes a pixel once decoded
+    # RGB (4 bytes a pixel once decoded) in one compressed strip: it cannot be read a band at a time.
+    Image.fromarray(np.dstack([_page_image(300, 200)] * 3)).save(path, compression="tiff_lzw", strip_size=2**24)
     with pytest.raises(LoadError, match="decoded whole") as info:
         open_document(path)
     assert str(path) in str(info.value) and "\n" not in str(info.value)
@@ -251,3 +274,41 @@ def test_mupdf_image_cache_is_emptied_when_another_page_is_rendered(fixtures_dir
         n = len(shrunk)
         doc.page(2).render(dpi=72)  # a long scan's other pages never come back: the cache is emptied
     assert shrunk[n:] == [100]
+
+
+def test_crops_leave_memory_as_their_pages_arrive_and_reach_the_index(tmp_path: Path) -> None:
+    from docrag.chunk.assemble import assemble, crop_name
+    from docrag.ingest import _CropFiles
+    from docrag.types import Page, Region
+
+    png = b"\x89PNG-a-crop"
+    page = Page(number=2, width=612, height=792,
+                regions=[Region(kind="figure", bbox=(72, 100, 300, 300), subtype="photo", png=png)])
+    crops = _CropFiles(tmp_path)
+    crops.take(page)
+    assert page.regions[0].png is None and (tmp_path / crop_name(png)).read_bytes() == png
+    built = assemble([page], "d", "doc.pdf", written=crops.names)
+    figure = [c for c in built.chunks if c.kind == "figure"]
+    assert [c.image for c in figure] == [f"crops/{crop_name(png)}"] and not built.crops
+    assert crops.files(built.chunks) == {crop_name(png): tmp_path / crop_name(png)}
+
+
+def test_box_search_on_a_page_rasterized_below_13_dpi_does_not_fail() -> None:
+    from docrag.layout.raster_boxes import find_boxes
+
+    image = np.full((300, 400, 3), 255, np.uint8)
+    image[50:200, 50:350] = (200, 220, 250)
+    assert find_boxes(image, 0.1) == []  # 7 dpi: OpenCV's threshold window would be 1 pixel
+
+
+def test_trim_heap_is_harmless_on_any_platform(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docrag import workers
+
+    workers.trim_heap()
+    workers._malloc_trim.cache_clear()
+    monkeypatch.setattr(workers.sys, "platform", "darwin")
+    try:
+        assert workers._malloc_trim() is None
+        workers.trim_heap()
+    finally:
+        workers._malloc_trim.cache_clear()

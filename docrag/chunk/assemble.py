@@ -21,7 +21,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Mapping
 
 from docrag.chunk import chunk_page
 from docrag.chunk.context import context_header, document_profile, section_of_blocks
@@ -30,7 +30,7 @@ from docrag.config import ChunkingOptions
 from docrag.layout.furniture import mark_furniture
 from docrag.types import Chunk, Page
 
-__all__ = ["Assembly", "assemble", "PROFILE_KEYS"]
+__all__ = ["Assembly", "assemble", "crop_name", "PROFILE_KEYS"]
 
 PROFILE_KEYS = ("title", "company", "report_type", "fiscal_year")
 """Document tags that override the profile read from the pages."""
@@ -60,6 +60,7 @@ def assemble(
     options: ChunkingOptions | None = None,
     tags: dict[str, str] | None = None,
     ocr_engine: str = "ocr",
+    written: Mapping[tuple[int, tuple[float, ...]], str] | None = None,
 ) -> Assembly:
     """Chunks, crops and profile of a document whose pages have been read.
 
@@ -72,6 +73,8 @@ def assemble(
         tags: Document tags; ``title``, ``company``, ``report_type`` and
             ``fiscal_year`` override what the pages say.
         ocr_engine: The recognizer's name, recorded as how OCR'd chunks were read.
+        written: Crops already written out (their ``png`` dropped from the regions, so a long
+            document's crops are not all in memory): file names by (page number, region box).
     """
     options = options or ChunkingOptions()
     mark_furniture(pages)
@@ -93,14 +96,24 @@ def assemble(
     for page in pages:
         for region, parts in zip(visual_regions(page), visual_chunks(page, doc_id, source, refs,
                                                                      max_tokens=options.chunk_tokens)):
-            name = hashlib.sha256(region.png).hexdigest()[:32] + ".png" if region.png else None
-            if name:
+            name = crop_name(region.png) if region.png else (written or {}).get((page.number, tuple(region.bbox)))
+            if region.png and name:
                 out.crops[name] = region.png
             for chunk in parts:  # one, or a long table's parts
                 chunk.context = context_header(profile, "") if options.context_headers else ""
-                chunk.image = f"crops/{name}" if name else chunk.image
+                if name:
+                    chunk.image = f"crops/{name}"
                 out.chunks.append(chunk)
     for i, chunk in enumerate(out.chunks):
         chunk.ordinal = i
         chunk.read_by = "+".join(ocr_engine if part == "ocr" else part for part in chunk.read_by.split("+") if part)
     return out
+
+
+def crop_name(png: bytes) -> str:
+    """A crop's file name in the index's ``crops/`` folder: named by its content.
+
+    >>> crop_name(b"PNG-bytes")[-4:]
+    '.png'
+    """
+    return hashlib.sha256(png).hexdigest()[:32] + ".png"

@@ -289,7 +289,7 @@ class LocalStore:
         pages: list[Page],
         chunks: list[Chunk],
         vectors: np.ndarray,
-        crops: dict[str, bytes] | None = None,
+        crops: dict[str, bytes | Path] | None = None,
         image_vectors: dict[int, np.ndarray] | None = None,
     ) -> list[str] | None:
         """Insert a document, its pages, chunks and vectors in one transaction.
@@ -348,7 +348,8 @@ class LocalStore:
             self._sync_vectors(np.asarray(ids, dtype=np.int64), vectors, removed)
         return replaces
 
-    def _write_crops(self, crops: dict[str, bytes]) -> None:
+    def _write_crops(self, crops: dict[str, bytes | Path]) -> None:
+        """Write the crops (PNG bytes, or a file holding them) not in ``crops/`` yet."""
         folder = self.path / "crops"
         for name, data in crops.items():
             target = folder / name
@@ -357,7 +358,7 @@ class LocalStore:
             folder.mkdir(exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=".tmp-", suffix=".png")
             with os.fdopen(fd, "wb") as fh:
-                fh.write(data)
+                fh.write(data if isinstance(data, bytes) else Path(data).read_bytes())
             os.replace(tmp, target)
 
     def delete_document(self, doc_id: str) -> int:

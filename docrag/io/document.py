@@ -39,10 +39,10 @@ __all__ = ["Document", "PageSource", "open_document", "file_sha256"]
 # still gets 227 dpi, A0 113.
 MAX_RASTER_PIXELS = 20_000_000
 # Images larger than this are refused from their header (decompression bombs); up
-# to it they are decoded at reduced scale: PNG a strip at a time, JPEG at 1/2 to 1/8.
+# to it they are decoded at reduced scale: PNG and TIFF a band of rows at a time, JPEG at 1/2 to 1/8.
 MAX_IMAGE_PIXELS = 2_500_000_000
-# Formats decoded whole before reducing (TIFF, interlaced or 16-bit colour PNG) are
-# refused when that takes more memory than this.
+# Images decoded whole before reducing (TIFFs in tiles or in one compressed strip, interlaced
+# or 16-bit colour PNGs) are refused when that takes more memory than this.
 MAX_DECODE_BYTES = 512 * 2**20
 # Bytes per pixel Pillow holds for a frame decoded whole, by mode (4 for others).
 _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
@@ -265,7 +265,7 @@ class PageSource:
         """
         from PIL import Image
 
-        from docrag.io.reduced import read_png_reduced, reduce_image
+        from docrag.io.reduced import read_png_reduced, read_tiff_reduced, reduce_image, tiff_band
 
         factor = _reduction(width * height)
         if self.doc._png is not None and self.number == 1:  # a strip at a time: never whole in memory
@@ -273,6 +273,8 @@ class PageSource:
         with Image.open(self.doc.path) as frame:
             frame.seek(self.number - 1)
             scale = 1
+            if frame.format == "TIFF" and tiff_band(frame, factor):  # a band of strips at a time, likewise
+                return read_tiff_reduced(self.doc.path, self.number - 1, factor), factor
             if frame.format == "JPEG":
                 # JPEG decodes straight to 1/2, 1/4 or 1/8 scale: the full raster is never allocated.
                 frame.draft("RGB", (width // factor, height // factor))
@@ -375,7 +377,7 @@ class Document:
 
     def _check_large(self, img: Any) -> None:
         """Refuse a large image that cannot be whole or cannot be read within memory; note a PNG read in strips."""
-        from docrag.io.reduced import plausible, read_png_info, streamable
+        from docrag.io.reduced import plausible, read_png_info, streamable, tiff_band
 
         if img.format == "PNG":
             info = read_png_info(self.path)
@@ -387,6 +389,8 @@ class Document:
             if streamable(info):
                 self._png = info
                 return
+        if img.format == "TIFF" and tiff_band(img, _reduction(img.width * img.height)):
+            return  # read a band of strips at a time
         if img.format != "JPEG":  # JPEG decodes at reduced scale; the others whole
             self._check_decode(img)
 

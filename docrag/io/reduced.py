@@ -5,9 +5,12 @@ scan is 2.7 GB). :func:`read_png_reduced` inflates the compressed stream a strip
 of rows at a time; each strip, led by the decoded row above it (which the PNG
 row filters refer to), is wrapped into a small PNG of its own that Pillow
 decodes, and is box-averaged to 1/n before the next strip is read: the full
-image is never in memory. :func:`reduce_image` box-averages an image already
-decoded (a TIFF frame), a strip at a time, so that bilevel, palette and 16-bit
-images need no full-size 8-bit copy.
+image is never in memory. :func:`read_tiff_reduced` does the same for a TIFF
+frame stored in strips: a band of its compressed strips, with the tags that
+describe them, makes a small TIFF of its own (an uncompressed frame is cut
+wherever its rows lie). :func:`reduce_image` box-averages an image already
+decoded (a TIFF frame in tiles or in one compressed strip), a strip at a time,
+so that bilevel, palette and 16-bit images need no full-size 8-bit copy.
 
 >>> import os, tempfile
 >>> from PIL import Image
@@ -31,7 +34,8 @@ from typing import BinaryIO, Iterator
 
 import numpy as np
 
-__all__ = ["PngInfo", "read_png_info", "streamable", "plausible", "read_png_reduced", "reduce_image", "to_reducible"]
+__all__ = ["PngInfo", "read_png_info", "streamable", "plausible", "read_png_reduced", "reduce_image", "to_reducible",
+           "tiff_band", "read_tiff_reduced"]
 
 SIGNATURE = b"\x89PNG\r\n\x1a\n"
 # Deflate compresses at most ~1032:1, so a PNG whose pixel data is smaller than
@@ -48,6 +52,12 @@ _RAWMODES = {(1, 0): "1", (2, 0): "L;2", (4, 0): "L;4", (8, 0): "L", (16, 0): "I
 _CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
 # Chunks a strip needs besides its rows: the palette and its transparency.
 _KEPT = (b"PLTE", b"tRNS")
+# TIFF tags a band of strips needs to be decoded on its own (size, samples, compression, colour),
+# copied into each band's small TIFF; strip offsets and counts are written anew.
+_TIFF_KEPT = (256, 257, 258, 259, 262, 266, 277, 278, 284, 292, 293, 317, 320, 338, 339, 347, 530, 531, 532)
+_STRIP_OFFSETS, _STRIP_COUNTS, _ROWS_PER_STRIP = 273, 279, 278
+# TIFF compressions a band of strips cannot be cut from: old-style JPEG (one stream for the whole image).
+_WHOLE_ONLY = {6}
 
 
 @dataclass
@@ -157,6 +167,100 @@ def reduce_image(image, factor: int) -> np.ndarray:  # image: PIL.Image.Image
             yield image.crop((0, top, width, min(height, top + rows)))
 
     return _reduce_strips(strips(), f, width, height)
+
+
+def tiff_band(frame, factor: int) -> int:  # frame: PIL.TiffImagePlugin.TiffImageFile
+    """Rows per band when :func:`read_tiff_reduced` can read ``frame`` a band of strips at a time, else 0.
+
+    A frame in tiles, in colour planes apart, in one compressed strip, compressed as old-style
+    JPEG or in strips too tall to decode a few at a time is read whole. An uncompressed one is
+    cut into strips wherever it is needed.
+    """
+    layout = _strip_layout(frame)
+    if layout is None:
+        return 0
+    rows, f, row_bytes = layout[0], max(1, int(factor)), 4 * frame.width
+    # A band: whole strips, a multiple of f rows (boxes never straddle bands), about STRIP_BYTES decoded.
+    unit = rows * f // int(np.gcd(rows, f))
+    band = unit * max(1, STRIP_BYTES // row_bytes // unit)
+    return band if band * row_bytes <= 4 * STRIP_BYTES else 0
+
+
+def _strip_layout(frame) -> tuple[int, tuple, tuple] | None:
+    """``(rows per strip, strip offsets, strip byte counts)`` of a frame read in strips, or None."""
+    tags = getattr(frame, "tag_v2", None)
+    if tags is None or _STRIP_OFFSETS not in tags or tags.get(284, 1) != 1 or tags.get(259, 1) in _WHOLE_ONLY:
+        return None
+    rows = int(tags.get(_ROWS_PER_STRIP, frame.height))
+    offsets, counts = tuple(tags[_STRIP_OFFSETS]), tuple(tags.get(_STRIP_COUNTS, ()))
+    if 0 < rows < frame.height and len(offsets) == len(counts):
+        return rows, offsets, counts
+    if tags.get(259, 1) != 1 or len(offsets) != 1:
+        return None
+    # One uncompressed strip: rows are cut from it where they lie, about READ_BYTES decoded at a time.
+    samples = tags.get(258, (1,))
+    row_bytes = (frame.width * sum(samples if isinstance(samples, tuple) else (samples,)) + 7) // 8
+    rows = max(1, READ_BYTES // (4 * frame.width))
+    starts = range(0, frame.height, rows)
+    return rows, tuple(offsets[0] + top * row_bytes for top in starts), tuple(
+        row_bytes * min(rows, frame.height - top) for top in starts)
+
+
+def read_tiff_reduced(path: str | Path, index: int, factor: int) -> np.ndarray:
+    """Frame ``index`` of a TIFF box-averaged to ``1/factor``, as :func:`read_png_reduced` does a PNG.
+
+    Its strips are read a band at a time: each band's compressed strips, with the tags that
+    describe them, make a small TIFF of their own that Pillow decodes; the full frame is never
+    in memory.
+
+    Raises:
+        ValueError: the frame cannot be read in bands (:func:`tiff_band`), or its data is corrupt.
+    """
+    from PIL import Image
+
+    f = max(1, int(factor))
+    with open(path, "rb") as fh, Image.open(fh) as frame:
+        frame.seek(index)
+        band, layout = tiff_band(frame, f), _strip_layout(frame)
+        if not band or layout is None:
+            raise ValueError("TIFF frame is not stored in strips that can be read a band at a time")
+        width, height = frame.size
+        return _reduce_strips(_tiff_bands(fh, frame.tag_v2, layout, band, height), f, width, height)
+
+
+def _tiff_bands(fh: BinaryIO, tags, layout: tuple[int, tuple, tuple], band: int, height: int) -> Iterator:
+    """The frame's rows decoded ``band`` at a time (PIL images), each band a small TIFF of its strips."""
+    from PIL import Image, TiffImagePlugin
+
+    rows, offsets, counts = layout
+    per_band = band // rows
+    for first in range(0, len(offsets), per_band):
+        top = first * rows
+        if top >= height:
+            return
+        parts = []
+        for offset, count in zip(offsets[first:first + per_band], counts[first:first + per_band]):
+            fh.seek(offset)
+            parts.append(fh.read(count))
+        ifd = TiffImagePlugin.ImageFileDirectory_v2(prefix=tags.prefix)
+        for tag in _TIFF_KEPT:
+            if tag in tags:
+                ifd[tag] = tags[tag]
+                ifd.tagtype[tag] = tags.tagtype[tag]
+        ifd[257] = min(band, height - top)
+        ifd[_ROWS_PER_STRIP] = rows
+        # Offsets from the end of the directory: Pillow adds where that ends when it writes them.
+        starts = np.cumsum([0] + [len(p) for p in parts[:-1]])
+        for tag, values in ((_STRIP_OFFSETS, starts), (_STRIP_COUNTS, [len(p) for p in parts])):
+            ifd[tag] = tuple(int(v) for v in values)
+            ifd.tagtype[tag] = 4  # LONG: a band's TIFF is small, whatever the file's offsets are
+        for tag in (256, 257):
+            ifd.tagtype[tag] = 4
+        order = ">" if tags.prefix == b"MM" else "<"
+        data = tags.prefix + struct.pack(f"{order}HI", 42, 8) + ifd.tobytes(8) + b"".join(parts)
+        image = Image.open(io.BytesIO(data))
+        image.load()
+        yield image
 
 
 def _reduce_strips(strips: Iterator, f: int, width: int, height: int) -> np.ndarray:
