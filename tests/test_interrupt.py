@@ -20,7 +20,10 @@ ROOT = Path(__file__).resolve().parents[1]
 # so the ingest is interrupted midway with exactly the documents of those pages committed,
 # however fast or slow the machine.
 RUNNER = """
-import sys, time
+import signal, sys, time
+# Ctrl-C as a shell gives it: a child inherits an ignored SIGINT from its parent (a test
+# process that started servers or pools may have one), and Python then never raises on it.
+signal.signal(signal.SIGINT, signal.default_int_handler)
 sys.path.insert(0, {tests!r})
 import conftest
 import docrag.pipeline
@@ -62,7 +65,10 @@ def _cmd(index: Path, files: list[Path], hold: int, *extra: str) -> list[str]:
 
 def _documents(index: Path, errors: list[str] | None = None) -> int:
     try:
-        db = sqlite3.connect(f"file:{index / 'docrag.sqlite'}?mode=ro", uri=True, timeout=5)
+        if not (index / "docrag.sqlite").exists():
+            raise sqlite3.OperationalError("no database yet")
+        # A plain connection, as docrag's readers open it: it shares the writer's WAL index.
+        db = sqlite3.connect(index / "docrag.sqlite", timeout=5)
         try:
             return int(db.execute("SELECT COUNT(*) FROM documents").fetchone()[0])
         finally:
