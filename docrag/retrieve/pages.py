@@ -30,7 +30,7 @@ from dataclasses import dataclass
 
 from docrag.chunk.statements import statement_kind
 from docrag.index import LocalStore
-from docrag.retrieve.fusion import contributions
+from docrag.retrieve.fusion import contributions, fuse
 from docrag.retrieve.query import QueryPlan
 
 __all__ = ["PageInfo", "page_scores", "page_info", "chunk_pages", "rank_pages", "CUES"]
@@ -178,12 +178,8 @@ def rank_pages(store: LocalStore, rankings: list[list[tuple[int, float]]], weigh
         # holds for: it lifts them over the others without reordering them among themselves.
         for key, strength in cue.items():
             scores[key] += cue_weight * strength
-    chunk_score: dict[int, float] = {}
-    for ranking, w in zip(rankings, weights):
-        for cid, v in contributions(ranking, w, k):
-            chunk_score[cid] = chunk_score.get(cid, 0.0) + v
-    best: dict[PageKey, int] = {}
-    for cid, s in sorted(chunk_score.items(), key=lambda kv: (-kv[1], kv[0])):
+    best: dict[PageKey, int] = {}  # each page's best chunk by all the rankings fused
+    for cid, _ in fuse(rankings, k, weights):
         best.setdefault(page_of.get(cid, ("", 0)), cid)
     ordered = sorted(scores.items(), key=lambda kv: (-kv[1], kv[0]))
     return [(best[key], s) for key, s in ordered if key in best]
