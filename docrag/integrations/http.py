@@ -98,8 +98,9 @@ def _svc(request: Request) -> _Service:
     return request.app.state.docrag  # type: ignore[no-any-return]
 
 
-def _check_token(request: Request,
-                 cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None) -> None:
+async def _check_token(request: Request,
+                       cred: Annotated[Optional[HTTPAuthorizationCredentials], Depends(_bearer)] = None) -> None:
+    # async: a plain def dependency would send every request through a thread-pool hop
     token = _svc(request).token
     if token is None:
         return
