@@ -24,9 +24,13 @@ An error is anything but a 200 with a JSON list (a timeout, a 5xx, a dropped
 connection). Everything goes to 127.0.0.1; the server is stopped at the end.
 Prints (``cpu_ms``: the server's CPU time per request; ``cores``: the cores it
 used, CPU seconds over wall seconds, which on a loaded machine is what bounds the
-scaling from one client to many):
+scaling from one client to many; ``client``: the cores the bench's own clients used):
 
-    phase  clients  requests  p50_ms  p95_ms  errors  rps  busy  cpu_ms  cores
+    phase  clients  requests  p50_ms  p95_ms  errors  rps  busy  cpu_ms  cores  client
+
+On a machine whose cores the clients share, requests/s cannot scale from one client
+to many by more than the server's cores under load over its cores for one client
+(``cores`` of ``idle`` over ``idle-1``): the closing line prints that ceiling too.
 
 Usage:
     python bench/serve.py                       # 8 clients, 20 s per phase
@@ -111,11 +115,12 @@ class Server:
     def phase(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """:func:`run_phase` with the server's CPU time per request (``cpu_ms``) and its cores in use
         (``cores``: CPU seconds over wall seconds)."""
-        before = self.cpu_s()
+        before, mine = self.cpu_s(), time.process_time()
         out = run_phase(self.base, *args, **kwargs)
         used = self.cpu_s() - before
         out["cpu_ms"] = 1000 * used / out["requests"] if out["requests"] else float("nan")
         out["cores"] = used / out["seconds"]
+        out["client_cores"] = (time.process_time() - mine) / out["seconds"]
         return out
 
     def stop(self) -> None:
@@ -288,7 +293,8 @@ def report(args: argparse.Namespace, before: str, queries: list[str], chunks: in
     one = next(r for r in rows if r["phase"] == "idle-1")
     many = next(r for r in rows if r["phase"] == "idle")
     scaling = {"rps_x": many["rps"] / one["rps"] if one["rps"] else float("nan"),
-               "p95_over_p50": many["p95_ms"] / many["p50_ms"] if many["p50_ms"] else float("nan")}
+               "p95_over_p50": many["p95_ms"] / many["p50_ms"] if many["p50_ms"] else float("nan"),
+               "cores_x": many["cores"] / one["cores"] if one["cores"] else float("nan")}
     info = {"machine_before": before, "machine": machine(), "embedder": args.embedder, "index": args.index,
             "seed": None if args.index else SEED, "chunks": chunks, "setup_s": round(setup_s, 1),
             "ingest": None if args.no_ingest else args.ingest, "ingest_job_at_phase_end": job_state,
@@ -303,11 +309,13 @@ def report(args: argparse.Namespace, before: str, queries: list[str], chunks: in
     if not args.no_ingest:
         print(f"# ingest phase: upload of {', '.join(args.ingest)} (OCR); job {job_state} at phase end")
     print(f"{'phase':<8} {'clients':>7} {'requests':>8} {'p50_ms':>8} {'p95_ms':>8} {'errors':>6} {'rps':>7} "
-          f"{'busy':>5} {'cpu_ms':>7} {'cores':>5}")
+          f"{'busy':>5} {'cpu_ms':>7} {'cores':>5} {'client':>6}")
     for r in rows:
         print(f"{r['phase']:<8} {r['clients']:>7} {r['requests']:>8} {r['p50_ms']:>8.1f} {r['p95_ms']:>8.1f} "
-              f"{r['errors']:>6} {r['rps']:>7.1f} {r['busy']:>5.2f} {r['cpu_ms']:>7.1f} {r['cores']:>5.2f}")
-    print(f"# idle, {many['clients']} clients against 1: rps x{scaling['rps_x']:.2f}, p95/p50 {scaling['p95_over_p50']:.2f}")
+              f"{r['errors']:>6} {r['rps']:>7.1f} {r['busy']:>5.2f} {r['cpu_ms']:>7.1f} {r['cores']:>5.2f} "
+              f"{r['client_cores']:>6.2f}")
+    print(f"# idle, {many['clients']} clients against 1: rps x{scaling['rps_x']:.2f} (the server's cores "
+          f"x{scaling['cores_x']:.2f}), p95/p50 {scaling['p95_over_p50']:.2f}")
     for r in rows:
         for sample in r["error_samples"]:
             print(f"# {r['phase']} error: {sample}")
