@@ -24,7 +24,7 @@ from docrag.embed.image import ImageEmbedder, get_image_embedder
 from docrag.errors import StoreError
 from docrag.index import DB_NAME, Filters, LocalStore
 from docrag.index.journal import pending_journals, prune_journals
-from docrag.ingest import FileResult, Ingestor, IngestReport, ProgressFn, expand_paths
+from docrag.ingest import FileResult, Ingestor, IngestReport, ProgressFn, StageFn, expand_paths
 from docrag.pipeline import read_document
 from docrag.retrieve import search
 from docrag.retrieve.rerank import get_reranker
@@ -106,7 +106,7 @@ class Index:
 
     def ingest(self, paths: Iterable[str | Path], progress: ProgressFn | None = None,
                tags: dict[str, str] | None = None, labels: dict[str, str] | None = None,
-               password: str | None = None) -> IngestReport:
+               password: str | None = None, stages: StageFn | None = None) -> IngestReport:
         """Add files (or directories of files) to the index.
 
         Unchanged files (same bytes) are skipped; a changed file replaces its
@@ -114,6 +114,9 @@ class Index:
         ``tags`` (e.g. ``{"year": "2023"}``) are stored per document for filtering.
         ``labels`` maps a path as given to the name recorded as its source (an
         upload's original file name). ``password`` opens encrypted PDFs.
+        ``progress(source, pages_done, pages)`` is called as pages are read and
+        ``stages(source, "embed", chunks_done, chunks)`` as their chunks are embedded;
+        each file's result has its stages' wall times (``seconds``).
         """
         start = time.perf_counter()
         report = IngestReport()
@@ -123,7 +126,7 @@ class Index:
                                 self.options, self.image_embedder)
             for source in expand_paths(paths):
                 report.files.append(ingestor.ingest_file(source, progress, tags, (labels or {}).get(source),
-                                                         password))
+                                                         password, stages))
         except BaseException:  # Ctrl-C or a bug: stop the page workers now; committed files stay
             self._close_pages(now=True)
             raise

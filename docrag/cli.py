@@ -114,15 +114,21 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
         bar.update(1)
         seen["pages"] += 1
 
+    def stages(source: str, stage: str, done: int, total: int) -> None:
+        # A long document's embedding takes a while after its last page: say how far it got.
+        if done < total:
+            bar.set_postfix_str(f"{stage} {done}/{total} chunks", refresh=True)
+
     report = IngestReport()
     try:
         for path in files:
             bar.set_description(textwrap.shorten(Path(path).name, 30, placeholder="…"))
             seen["pages"] = 0
-            part = index.ingest([path], progress=progress, tags=tag_map, password=password)
+            part = index.ingest([path], progress=progress, tags=tag_map, password=password, stages=stages)
             report.files += part.files
             report.seconds += part.seconds
             bar.update(max(0, counts[path] - seen["pages"]))  # skipped (unchanged) or failed files
+            bar.set_postfix_str(report.rates(), refresh=True)
     except KeyboardInterrupt:
         bar.close()
         index.close()
@@ -148,6 +154,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
             f"{totals['failed']} failed · {totals['pages']} pages ({totals['pages_ocr']} OCR'd) · "
             f"{totals['chunks']} chunks · {totals['seconds']:.1f} s"
             + (f" · {totals['resumed']} page(s) kept from an interrupted run" if totals["resumed"] else "")
+            + (f" ({report.rates()})" if report.rates() else "")
         )
     if report.failures:
         sys.exit(1)

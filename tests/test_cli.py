@@ -265,3 +265,28 @@ def test_exit_codes_usage_2_failure_1(capsys, tmp_path: Path) -> None:
     assert run(capsys, "search", "x", "--index", str(tmp_path), "--kind", "poster")[0] == 2
     assert run(capsys, "search", "x", "--index", str(tmp_path / "none"))[0] == 1  # no index: the operation failed
     assert run(capsys, "search", "x", "--index", str(tmp_path), "--pages", "5-2")[0] == 2  # a bad option value
+
+
+def test_ingest_reports_each_stage_and_embedding_progress(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
+    import docrag.ingest
+    from docrag import Index, IngestOptions
+
+    options = IngestOptions(ocr="never", embedder="fake-hash", workers=1)
+    whole = Index(tmp_path / "whole", options)
+    whole.ingest([fixtures_dir / "report.pdf"])
+    monkeypatch.setattr(docrag.ingest, "EMBED_SLICE", 2)  # several slices of a small document
+    calls: list[tuple[str, str, int, int]] = []
+    index = Index(tmp_path / "ix", options)
+    report = index.ingest([fixtures_dir / "report.pdf"], stages=lambda *a: calls.append(a))
+    (f,) = report.files
+    total = f.chunks
+    assert total > 2 and [c[1:] for c in calls] == [("embed", min(n, total), total) for n in range(2, total + 2, 2)]
+    assert all(c[0] == str(fixtures_dir / "report.pdf") for c in calls)
+    assert set(f.seconds) == {"read", "assemble", "embed", "commit"} and all(s >= 0 for s in f.seconds.values())
+    assert report.totals()["stage_seconds"]["read"] == round(f.seconds["read"], 2)
+    assert "pages/s" in report.rates() and "chunks/s" in report.rates()
+    # Embedded a slice at a time, every chunk gets the vector it gets embedded whole.
+    for query in ("fleet size", "Northwind revenue outlook", "safety record"):
+        got = [(h.text, round(h.score, 5)) for h in index.search(query, k=total, mode="dense")]
+        want = [(h.text, round(h.score, 5)) for h in whole.search(query, k=total, mode="dense")]
+        assert got == want and len(got) == total
