@@ -36,7 +36,9 @@ each embedder's chunks/s against a physical bound: this CPU's fp32 matmul GFLOP/
 2 BLAS threads, before and after the runs) over MiniLM-L6's GFLOP per chunk
 (:func:`minilm_gflop` at the mean tokens per chunk).
 
-    contender run pages chunks  proc_s  in_s load_s read_s chunk_s embed_s store_s pages/s chunks/s emb_ch/s tok/ch rss_mb main_mb
+    contender run pages chunks  proc_s  in_s load_s read_s chunk_s embed_s store_s pages/s chunks/s emb_ch/s tok/ch cores rss_mb main_mb
+
+(``cores``: CPU seconds of the run, its page workers included, over ``proc_s``.)
 
 Usage:
     python bench/ingest.py                                   # digital 100 and 1000, scanned 100 (~20 min)
@@ -361,10 +363,17 @@ def _seconds(fn) -> float:  # type: ignore[no-untyped-def]
 
 
 def timed_subprocess(*args: str) -> dict:
-    """``subprocess_json`` plus ``proc_s``: spawn to exit, as seen from here."""
+    """``subprocess_json`` plus ``proc_s`` (spawn to exit, as seen from here) and ``cores``: the CPU
+    time of the child and its page workers over ``proc_s`` (how much of the machine the run used;
+    what it left idle is all that overlapping its stages could still win)."""
+    import resource
+
+    before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
     row = subprocess_json(*args)
     row["proc_s"] = time.perf_counter() - t
+    after = resource.getrusage(resource.RUSAGE_CHILDREN)
+    row["cores"] = (after.ru_utime - before.ru_utime + after.ru_stime - before.ru_stime) / row["proc_s"]
     return row
 
 
@@ -418,12 +427,12 @@ def pdfs_main(directory: str, repeats: int, as_json: bool) -> None:
           "proc_s = spawn to exit, in_s = module start to done (imports + model load + ingest)")
     cols = [("contender", 10), ("run", 4), ("pages", 6), ("chunks", 7), ("proc_s", 8), ("in_s", 8), ("load_s", 7),
             ("read_s", 7), ("chunk_s", 8), ("embed_s", 8), ("store_s", 8), ("pages/s", 8), ("chunks/s", 9),
-            ("emb_ch/s", 9), ("tok/ch", 7), ("rss_mb", 8), ("main_mb", 8)]
+            ("emb_ch/s", 9), ("tok/ch", 7), ("cores", 6), ("rss_mb", 8), ("main_mb", 8)]
     print("".join(f"{c:>{w}}" for c, w in cols))
     for r in rows:
         vals = [r["contender"], r["repeat"], r["pages"], r["chunks"], r["proc_s"], r["seconds"], r["load_s"],
                 r["read_s"], r.get("chunk_s"), r["embed_s"], r["store_s"], r["pages_per_s"], r["chunks_per_s"],
-                r["emb_chunks_per_s"], r["tokens_per_chunk"], r["rss_mb"], r["main_mb"]]
+                r["emb_chunks_per_s"], r["tokens_per_chunk"], r.get("cores"), r["rss_mb"], r["main_mb"]]
         print("".join(f"{_fmt(v):>{w}}" for v, (_, w) in zip(vals, cols)))
     print(f"# ratio docrag/reference pages/s by repeat: {', '.join(f'{x:.2f}' for x in ratios)} (median {ratio:.2f}); "
           f"in-process time: {', '.join(f'{x:.2f}' for x in ratios_in)}")
