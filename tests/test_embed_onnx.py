@@ -150,6 +150,39 @@ def test_a_query_run_on_all_threads_gets_its_document_vector(int8) -> None:
     assert ((docs * queries).sum(1) > 0.99999).all()
     both = embed_queries(emb, TEXTS[:2])  # a query and its expansion: one per thread, the same vectors
     assert ((np.stack(both) * queries[:2]).sum(1) > 0.99999).all()
+    # While other searches embed (a busy server): one after the other on the caller's thread, the same vectors.
+    busy = embed_queries(emb, TEXTS[:3], alone=False)
+    assert ((np.stack(busy) * queries[:3]).sum(1) > 0.99999).all()
+    assert ((embed_queries(emb, TEXTS[:1], alone=False)[0] * queries[0]).sum() > 0.99999)
+
+
+def test_a_busy_search_embeds_its_texts_on_its_own_thread(monkeypatch) -> None:
+    import threading
+
+    import docrag.retrieve as retrieve
+
+    class Recorder:
+        dim = 4
+
+        def __init__(self) -> None:
+            self.threads: list[str] = []
+
+        def embed_query(self, text: str) -> np.ndarray:
+            self.threads.append(threading.current_thread().name)
+            return np.ones(4, np.float32) / 2
+
+    emb = Recorder()
+    retrieve.embed_queries(emb, ["q", "expansion", "more"], alone=False)  # type: ignore[arg-type]
+    assert emb.threads == [threading.current_thread().name] * 3
+    emb.threads.clear()
+    retrieve.embed_queries(emb, ["q", "expansion"], alone=True)  # type: ignore[arg-type]
+    mine, helper = sorted(emb.threads, key=lambda name: name.startswith("docrag-query"))  # in either order
+    assert mine == threading.current_thread().name and helper.startswith("docrag-query")
+    with retrieve._searching() as first:
+        with retrieve._searching() as second:
+            assert (first, second) == (True, False)
+    with retrieve._searching() as again:
+        assert again
 
 
 def test_names_are_distinct(fp32, int8) -> None:

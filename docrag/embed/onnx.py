@@ -408,14 +408,18 @@ class OnnxEmbedder:
             self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="docrag-embed")
         return self._pool
 
-    def embed_queries(self, texts: list[str]) -> np.ndarray:
+    def embed_queries(self, texts: list[str], alone: bool = True) -> np.ndarray:
         """Unit vectors of a search's query texts (the query, its expansion), shape ``(len(texts), dim)``.
 
-        One text runs alone on all threads (:meth:`embed_query`); several run one per thread at
-        once, as documents do: two texts on 2 cores take 4.0 ms that way, 4.9 ms one after the
-        other on both cores, 5.3 ms at once on both cores each. MiniLM embeds queries and documents
-        alike, so each text gets the vector ``embed_query`` would give it.
+        ``alone`` (no other search embeds at the same time): one text runs alone on all threads
+        (:meth:`embed_query`); several run one per thread at once, as documents do: two texts on 2
+        cores take 4.0 ms that way, 4.9 ms one after the other on both cores, 5.3 ms at once on both
+        cores each. Not ``alone``: one after the other on this thread, one operator thread each (other
+        searches keep the other cores busy). MiniLM embeds queries and documents alike, so each text
+        gets the vector ``embed_query`` would give it.
         """
+        if not alone:
+            return np.concatenate([self._embed_group([text]) for text in texts])
         if len(texts) == 1:
             return self.embed_query(texts[0])[None, :]
         return self.embed_documents(texts)
