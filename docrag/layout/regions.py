@@ -336,12 +336,44 @@ def _scan_regions(raster: Raster, lines: list[Line], skip: set[int]) -> list[Reg
             if not more and not extra:
                 break
             taken |= more
-        figures.append(Region("figure", box, score=0.6, source="raster"))
+        if not _tint_under_text(grey, px(box), [px(ln.bbox) for ln in lines if inside_share(ln.bbox, box) > 0.5]):
+            figures.append(Region("figure", box, score=0.6, source="raster"))
     figures = _merge(figures)
     for reg in figures:
         x0, y0, x1, y1 = px(reg.bbox)
         reg.kind, reg.subtype = classify_image(grey[y0:y1, x0:x1])
     return regions + figures
+
+
+# A flat tint under text (a shaded table row, a tinted panel): besides its text lines, the
+# box's pixels sit in one mid-grey band, with almost no dark ink (a photo spreads over the
+# grey scale, a chart's strokes and bars are dark on white).
+TINT_SPREAD = 40.0  # grey levels between the 10th and 90th percentile
+TINT_DARK = 0.05  # share of pixels darker than 100 (ink the line boxes leave out: descenders, rules)
+
+
+def _tint_under_text(grey: np.ndarray, box: tuple[int, int, int, int], text: list[tuple[int, int, int, int]]) -> bool:
+    """Whether ``box`` (pixels) is a flat tint with text lines (at least two, boxes in ``text``) on it.
+
+    >>> g = np.full((100, 200), 215, np.uint8); g[20:30, 10:190] = 0; g[50:60, 10:150] = 0
+    >>> _tint_under_text(g, (0, 0, 200, 100), [(10, 20, 190, 30), (10, 50, 150, 60)])
+    True
+    >>> g[70:90, 10:190] = 40  # a dark shape that is not text: a picture
+    >>> _tint_under_text(g, (0, 0, 200, 100), [(10, 20, 190, 30), (10, 50, 150, 60)])
+    False
+    """
+    if len(text) < 2:
+        return False
+    x0, y0, x1, y1 = box
+    crop = grey[y0:y1, x0:x1]
+    keep = np.ones(crop.shape, bool)
+    for a0, b0, a1, b1 in text:
+        keep[max(0, b0 - y0):max(0, b1 - y0), max(0, a0 - x0):max(0, a1 - x0)] = False
+    rest = crop[keep]
+    if rest.size < 0.2 * crop.size:
+        return False
+    lo, mid, hi = np.percentile(rest, [10, 50, 90])
+    return bool(mid < 235 and hi - lo < TINT_SPREAD and (rest < 100).mean() < TINT_DARK)  # not paper white
 
 
 def at_most(raster: Raster, dpi: float) -> Raster:
