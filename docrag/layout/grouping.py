@@ -75,12 +75,13 @@ def group_regions(blocks: list[Block], regions: list[Region],
             mine = [ln for ln in mine if len(ln.text.split()) < SENTENCE_WORDS]
         for ln in mine:
             owner[id(ln)] = r_idx
-    if relayout is not None and owner:
+    # Every region that holds labels, or no text at all, stands in as one tall line: it
+    # takes its room in its column (a photo at the head of a column, too; or one across the
+    # page, which cuts the columns above it from a footer below it).
+    held: dict[int, list[Line]] = {i: [] for i in range(len(regions))
+                                   if i not in owner.values() and not region_lines(regions[i], lines)}
+    if relayout is not None and (owner or held):
         free = [ln for ln in lines if id(ln) not in owner]
-        # Every region that holds labels, or no text at all, stands in as one tall line: it
-        # takes its room in its column (a photo at the head of a column, too).
-        held: dict[int, list[Line]] = {i: [] for i in range(len(regions))
-                                       if i not in owner.values() and not region_lines(regions[i], lines)}
         for ln in lines:
             if id(ln) in owner:
                 held.setdefault(owner[id(ln)], []).append(ln)
