@@ -145,7 +145,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
             click.echo(f"warning: page skipped: {err}", err=True)
         for warning in f.warnings:
             click.echo(f"warning: {warning}", err=True)
-    totals = report.totals()
+    totals, rates = report.totals(), report.rates()
     if as_json:
         click.echo(json.dumps({"totals": totals, "files": [vars(f) for f in report.files]}, indent=2))
     else:
@@ -154,7 +154,7 @@ def ingest(paths: tuple[str, ...], index_dir: str, as_json: bool, quiet: bool, t
             f"{totals['failed']} failed · {totals['pages']} pages ({totals['pages_ocr']} OCR'd) · "
             f"{totals['chunks']} chunks · {totals['seconds']:.1f} s"
             + (f" · {totals['resumed']} page(s) kept from an interrupted run" if totals["resumed"] else "")
-            + (f" ({report.rates()})" if report.rates() else "")
+            + (f" ({rates})" if rates else "")
         )
     if report.failures:
         sys.exit(1)

@@ -207,17 +207,13 @@ class Ingestor:
     def _embed(self, source: str, texts: list[str], stages: StageFn | None) -> np.ndarray:
         """The texts' vectors, embedded ``EMBED_SLICE`` at a time so that ``stages`` hears of each slice."""
         embedder = self.embedder()
-        if stages is None or len(texts) <= EMBED_SLICE:
-            vectors = embedder.embed_documents(texts)
-        else:
-            parts = []
-            for start in range(0, len(texts), EMBED_SLICE):
-                parts.append(embedder.embed_documents(texts[start:start + EMBED_SLICE]))
-                stages(source, "embed", min(len(texts), start + EMBED_SLICE), len(texts))
-            vectors = np.concatenate(parts)
-        if stages is not None and len(texts) <= EMBED_SLICE:
-            stages(source, "embed", len(texts), len(texts))
-        return vectors
+        if stages is None:
+            return embedder.embed_documents(texts)
+        parts = []
+        for start in range(0, max(1, len(texts)), EMBED_SLICE):  # no texts: one empty call, as without stages
+            parts.append(embedder.embed_documents(texts[start:start + EMBED_SLICE]))
+            stages(source, "embed", min(len(texts), start + EMBED_SLICE), len(texts))
+        return np.concatenate(parts)
 
     def _read(self, doc: Any, result: FileResult, progress: ProgressFn | None, password: str | None,
               journal: PageJournal, crops: _CropFiles) -> list[Page]:

@@ -419,7 +419,7 @@ class OnnxEmbedder:
         gets the vector ``embed_query`` would give it.
         """
         if not alone:
-            return np.concatenate([self._embed_group([text]) for text in texts])
+            return np.concatenate([self.embed_documents([text]) for text in texts])  # one run, this thread
         if len(texts) == 1:
             return self.embed_query(texts[0])[None, :]
         return self.embed_documents(texts)

@@ -78,8 +78,8 @@ def group_regions(blocks: list[Block], regions: list[Region],
     # Every region that holds labels, or no text at all, stands in as one tall line: it
     # takes its room in its column (a photo at the head of a column, too; or one across the
     # page, which cuts the columns above it from a footer below it).
-    held: dict[int, list[Line]] = {i: [] for i in range(len(regions))
-                                   if i not in owner.values() and not region_lines(regions[i], lines)}
+    held: dict[int, list[Line]] = {} if relayout is None else {
+        i: [] for i in range(len(regions)) if i not in owner.values() and not region_lines(regions[i], lines)}
     if relayout is not None and (owner or held):
         free = [ln for ln in lines if id(ln) not in owner]
         for ln in lines:

@@ -16,11 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import inspect
 import os
 import threading
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Callable, Iterator, Literal
+from typing import Iterator, Literal
 
 import numpy as np
 
@@ -205,7 +206,7 @@ def embed_queries(embedder: TextEmbedder, texts: list[str], alone: bool = True) 
     121 against 100 requests/s).
     """
     own = getattr(embedder, "embed_queries", None)
-    if own is not None and (alone or _takes_alone(own)):
+    if own is not None and (alone or _takes_alone(type(embedder))):
         return list(own(texts) if alone else own(texts, alone=False))
     if not alone:
         return [embedder.embed_query(text) for text in texts]
@@ -213,10 +214,14 @@ def embed_queries(embedder: TextEmbedder, texts: list[str], alone: bool = True) 
     return [embedder.embed_query(texts[0])] + [f.result() for f in aside]
 
 
-def _takes_alone(method: Callable[..., object]) -> bool:
-    """Whether an embedder's ``embed_queries`` takes ``alone`` (ours does; others may not)."""
+@functools.lru_cache(maxsize=None)
+def _takes_alone(cls: type) -> bool:
+    """Whether an embedder class's ``embed_queries`` takes ``alone`` (ours does; others may not).
+
+    Asked once per class: a busy server asks on every search.
+    """
     try:
-        return "alone" in inspect.signature(method).parameters
+        return "alone" in inspect.signature(cls.embed_queries).parameters
     except (TypeError, ValueError):
         return False
 
