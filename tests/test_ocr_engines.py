@@ -7,6 +7,7 @@ word rectangles) comes from the same page. Models load once per session.
 from __future__ import annotations
 
 import collections
+import importlib.util
 import re
 import unicodedata
 from pathlib import Path
@@ -348,3 +349,48 @@ def test_read_once_matches_the_strip_check(detectors: dict, recognizers: dict, s
         _, _, got_turn, _, quads, lines = upright_with_lines(img, detectors["dbnet"], recognizers["ppocr"], read=read)
         assert got_turn == turn and len(lines) == len(quads) == 2
         assert all(cer(r.text, text) <= 0.02 for r in lines), [r.text for r in lines]
+
+
+# ---------------------------------------------------------------- runtimes
+
+
+def test_runtime_names(monkeypatch: pytest.MonkeyPatch) -> None:
+    from docrag.detect.sessions import session_runtime
+    from docrag.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="unknown OCR runtime 'tensorrt'"):
+        session_runtime("tensorrt")
+    monkeypatch.delenv("DOCRAG_OCR_RUNTIME", raising=False)
+    assert session_runtime() == "onnxruntime"  # the default
+    monkeypatch.setenv("DOCRAG_OCR_RUNTIME", "openvino")
+    if importlib.util.find_spec("openvino") is None:
+        with pytest.raises(ConfigError, match="pip install openvino"):
+            session_runtime()
+    else:
+        assert session_runtime() == "openvino"
+
+
+def test_openvino_reads_as_onnxruntime_does(samples: dict) -> None:
+    """The same detector and recognizer on OpenVINO find the same lines and read the same text."""
+    pytest.importorskip("openvino", reason="pip install openvino")
+    from docrag.detect.dbnet import DBNetDetector
+    from docrag.detect.sessions import OpenVinoSession
+    from docrag.recognize.ppocr import PPOCRRecognizer
+
+    engines = {}
+    for runtime in ("onnxruntime", "openvino"):
+        det, rec = DBNetDetector(num_threads=1), PPOCRRecognizer(num_threads=2)
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setenv("DOCRAG_OCR_RUNTIME", runtime)
+            det._get_session(), rec._load()
+        engines[runtime] = (det, rec)
+    assert isinstance(engines["openvino"][1]._session, OpenVinoSession)
+    assert engines["openvino"][1]._chars == engines["onnxruntime"][1]._chars  # the dictionary from the metadata
+    for name in ("long", "two_lines_rot1.5"):
+        image, _, text = samples[name]
+        read = {rt: ocr_image(image, det, rec) for rt, (det, rec) in engines.items()}
+        assert len(read["openvino"]) == len(read["onnxruntime"]) == len(text.splitlines())
+        for a, b in zip(read["onnxruntime"], read["openvino"]):
+            assert cer(b.text, a.text) <= 0.02, (a.text, b.text)
+            assert np.abs(a.quad - b.quad).max() <= 4.0  # pixels at 300 dpi
+

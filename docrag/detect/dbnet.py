@@ -23,6 +23,7 @@ import numpy as np
 
 from docrag.detect import DETECTORS
 from docrag.config import default_threads
+from docrag.detect.sessions import make_session
 from docrag.errors import ModelError
 
 __all__ = ["DBNetDetector", "rapidocr_model_path", "make_session"]
@@ -77,24 +78,6 @@ def _default_model_name(root: Path, task: str) -> str | None:
     except Exception:  # any layout change in rapidocr: fall back to globbing
         return None
     return None
-
-
-def make_session(path: Path, num_threads: int) -> Any:
-    """An onnxruntime CPU session on ``path`` using ``num_threads`` intra-op threads."""
-    try:
-        import onnxruntime as ort
-    except ImportError:
-        raise ImportError("docrag's OCR needs onnxruntime: `pip install onnxruntime`") from None
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = num_threads
-    opts.inter_op_num_threads = 1
-    # No arena: it keeps the peak of the largest page ever seen for the life of the process.
-    opts.enable_cpu_mem_arena = False
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    try:
-        return ort.InferenceSession(str(path), sess_options=opts, providers=["CPUExecutionProvider"])
-    except Exception as exc:
-        raise ModelError(f"cannot load ONNX model {path}: {exc}") from exc
 
 
 class DBNetDetector:

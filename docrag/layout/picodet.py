@@ -88,7 +88,7 @@ class PicoDetLayout:
     """
 
     def __init__(self, model_path: str | Path | None = None, num_threads: int = 1) -> None:
-        from docrag.detect.dbnet import make_session
+        from docrag.detect.sessions import make_session
 
         self.session: Any = make_session(Path(model_path) if model_path else layout_model_path(), num_threads)
         meta = self.session.get_modelmeta().custom_metadata_map.get("character")

@@ -26,7 +26,8 @@ import cv2
 import numpy as np
 
 from docrag.config import default_threads
-from docrag.detect.dbnet import make_session, rapidocr_model_path
+from docrag.detect.dbnet import rapidocr_model_path
+from docrag.detect.sessions import make_session
 from docrag.errors import ModelError
 from docrag.recognize import RECOGNIZERS, Recognized
 from docrag.recognize.crop import crop_quad
@@ -85,7 +86,7 @@ class PPOCRRecognizer:
                     raise ModelError(f"recognition model {path} not found; check model_path")
                 # One thread per run: parallelism comes from batches run concurrently,
                 # which holds up on a loaded machine where intra-op threads wait on each other.
-                sess = make_session(path, 1)
+                sess = make_session(path, 1, streams=self.num_threads)
                 self._pool = ThreadPoolExecutor(self.num_threads, thread_name_prefix="docrag-ppocr")
                 meta = sess.get_modelmeta().custom_metadata_map
                 if "character" not in meta:
@@ -136,8 +137,13 @@ class PPOCRRecognizer:
         order = np.argsort(ratios, kind="stable")  # similar widths share a batch: less padding
         res: list[Any] = [None] * len(crops)
 
+        # A runtime that prepares its kernels per input shape (OpenVINO) gets widths in steps of its own:
+        # a few more pixels of the padding every batch narrower than _MIN_WIDTH has anyway.
+        step = int(getattr(sess, "shape_step", 1))
+
         def run(idx: np.ndarray) -> None:
             width = max(_MIN_WIDTH, max(int(math.ceil(_HEIGHT * ratios[i])) for i in idx))
+            width = -(-width // step) * step
             batch = np.zeros((len(idx), 3, _HEIGHT, width), np.float32)  # zero = mid-grey pad
             widths = []
             for k, i in enumerate(idx):
