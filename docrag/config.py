@@ -295,8 +295,19 @@ ENV_VARS = {
 
 
 def environment() -> Environment:
-    """The environment as it is now (read on each call: page workers change it)."""
-    return Environment()
+    """The environment as it is now (read on each call: page workers change it).
+
+    Raises:
+        ConfigError: a variable holds a value it cannot take, named with the value.
+    """
+    try:
+        return Environment()
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"DOCRAG_{str(err['loc'][0]).upper()}={err.get('input')!r}: {err['msg']}" if err["loc"] else err["msg"]
+            for err in exc.errors()
+        )
+        raise ConfigError(f"invalid environment variable: {problems}") from None
 
 
 def usable_cores() -> int:

@@ -267,6 +267,15 @@ def test_exit_codes_usage_2_failure_1(capsys, tmp_path: Path) -> None:
     assert run(capsys, "search", "x", "--index", str(tmp_path), "--pages", "5-2")[0] == 2  # a bad option value
 
 
+def test_a_bad_environment_variable_is_a_usage_error(capsys, monkeypatch, fixtures_dir: Path) -> None:
+    """A variable docrag reads that holds a value it cannot take: named with its value, exit 2, no traceback."""
+    for name, value, allowed in (("DOCRAG_OCR_RUNTIME", "bogus", "onnxruntime"), ("DOCRAG_THREADS", "0", "1")):
+        with monkeypatch.context() as m:
+            m.setenv(name, value)
+            code, _, err = run(capsys, "ocr", str(fixtures_dir / "report_scan.pdf"))
+        assert code == 2 and f"{name}={value!r}" in err and allowed in err and "Traceback" not in err, err
+
+
 def test_ingest_reports_each_stage_and_embedding_progress(tmp_path: Path, fixtures_dir: Path, monkeypatch) -> None:
     import docrag.ingest
     from docrag import Index, IngestOptions
