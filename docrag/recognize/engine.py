@@ -30,11 +30,13 @@ _MIN_RUN = 12
 # Ink within this share of the median line height of a found line (at least a pixel at the
 # first pass's scale) is that line's own: the box DBNet draws cuts the tips of some letters.
 _EDGE = 0.15
-# A closer look at a whole page detects at up to 3,072 px a side, and DBNet holds ~145 bytes
-# of activations per input pixel: 1.4 GB (bench/memory.py). A region whose detector input
-# would exceed the first pass's (1024 x 1024, ~150 MB) is detected in horizontal bands
-# instead: no closer look takes more memory than the first one.
-_TILE_PIXELS = 1024 * 1024
+# A closer look at a whole page detects at up to 3,072 px a side, and DBNet holds ~145-240 bytes
+# of activations per input pixel: 1.4 GB (bench/memory.py). A region whose detector input would
+# exceed half a megapixel (~75-125 MB of activations) is detected in horizontal bands instead,
+# so no closer look takes more memory than the first pass (a letter page at 1024 px: 0.8 MP).
+# With 1 MP bands the closer look set a page worker's peak (709 MB over 12 scan pages, against
+# 607 with half; bench/ocr.py's CER, WER and pages/s the same on ocr-dev and layout-dev scans).
+_TILE_PIXELS = 512 * 1024
 # Bands overlap by this many detector-input pixels: a line up to this tall lies whole in one band.
 _TILE_OVERLAP = 96
 
