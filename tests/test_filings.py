@@ -111,10 +111,16 @@ def test_a_one_word_concept_steers_the_fusion_less_than_a_phrase(monkeypatch) ->
     monkeypatch.setattr(retrieve, "fuse", lambda rankings, k, weights: seen.append(weights) or rankings[0])
     store = type("S", (), {"search_text": lambda *a: [], "search_vector": lambda *a: [], "profiles": lambda s: {},
                            "hits": lambda s, r: []})()
-    embedder = type("E", (), {"embed_query": lambda s, q: np.zeros(4, np.float32)})()
+    embedded: list[str] = []
+    embedder = type("E", (), {"embed_query": lambda s, q: embedded.append(q) or np.zeros(4, np.float32)})()
     for query, weight in (("revenue guidance", 0.5), ("free cash flow", 1.0)):
         retrieve.search(store, embedder, query, mode="hybrid", cues=False, locate=False)
-        assert seen.pop()[2:] == [weight, weight]  # BM25 and dense of the concept's document words
+        assert seen.pop()[2:] == [weight]  # BM25 of the concept's document words
+        assert embedded == [query]  # hybrid: BM25 searches the document words, the encoder runs once
+        retrieve.search(store, embedder, query, mode="dense", cues=False, locate=False)
+        assert seen.pop()[1:] == [weight]  # dense: the document words get a dense ranking of their own
+        assert sorted(embedded[1:]) == sorted([query, plan_query(query).focus])  # (the focus on a helper thread)
+        embedded.clear()
 
 
 def test_longest_term_wins_and_plurals_match() -> None:
