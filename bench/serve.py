@@ -36,6 +36,7 @@ Usage:
     python bench/serve.py                       # 8 clients, 20 s per phase
     python bench/serve.py --clients 4 --seconds 10 --json
     python bench/serve.py --index /tmp/filings-ix --no-ingest
+    python bench/serve.py --index /tmp/filings-ix --no-ingest --search-processes 2
 """
 
 from __future__ import annotations
@@ -80,11 +81,11 @@ def free_port() -> int:
 class Server:
     """``docrag serve`` in a child process on loopback; stopped (SIGINT, then kill) on exit."""
 
-    def __init__(self, index_dir: Path, embedder: str, log: Path, search_threads: int = 0) -> None:
+    def __init__(self, index_dir: Path, embedder: str, log: Path, search_threads: int = 0, processes: int = 1) -> None:
         self.port = free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         env = {**os.environ, "DOCRAG_EMBEDDER": embedder, "PYTHONPATH": str(ROOT)}
-        threads = f", search_threads={search_threads}" if search_threads else ""
+        threads = (f", search_threads={search_threads}" if search_threads else "") + f", search_processes={processes}"
         code = ("import sys; from docrag.integrations.http import serve; "
                 f"serve(sys.argv[1], host='127.0.0.1', port=int(sys.argv[2]), log_level='warning'{threads})")
         self._log = open(log, "wb")
@@ -105,12 +106,22 @@ class Server:
         raise RuntimeError(f"docrag serve not ready after {timeout:.0f} s")
 
     def cpu_s(self) -> float:
-        """CPU seconds the server process has used (user + system), from ``/proc``; nan elsewhere."""
-        try:
-            fields = Path(f"/proc/{self.proc.pid}/stat").read_text().rsplit(")", 1)[1].split()
-            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-        except (OSError, ValueError, IndexError):
+        """CPU seconds the server has used (user + system; its search processes too),
+        from ``/proc``; nan elsewhere."""
+        stats: dict[int, list[str]] = {}
+        for proc in Path("/proc").glob("[0-9]*"):
+            try:
+                stats[int(proc.name)] = (proc / "stat").read_text().rsplit(")", 1)[1].split()
+            except (OSError, ValueError, IndexError):
+                continue  # gone meanwhile
+        if self.proc.pid not in stats:
             return float("nan")
+        tree, used = {self.proc.pid}, 0
+        for pid in sorted(stats):  # children have higher pids than their parent (no wrap-around here)
+            if pid in tree or int(stats[pid][1]) in tree:
+                tree.add(pid)
+                used += int(stats[pid][11]) + int(stats[pid][12])
+        return used / os.sysconf("SC_CLK_TCK")
 
     def phase(self, *args: Any, **kwargs: Any) -> dict[str, Any]:
         """:func:`run_phase` with the server's CPU time per request (``cpu_ms``) and its cores in use
@@ -222,6 +233,8 @@ def main() -> int:
     ap.add_argument("--ingest", nargs="+", default=INGEST, help="fixtures uploaded during the ingest phase")
     ap.add_argument("--no-ingest", action="store_true", help="leave the ingest phase out")
     ap.add_argument("--search-threads", type=int, default=0, help="the server's search threads (default: its cores)")
+    ap.add_argument("--search-processes", type=int, default=1,
+                    help="the server's search processes (docrag serve --search-processes)")
     ap.add_argument("--index", help="serve a temporary copy of this index instead of seeding one")
     ap.add_argument("--queries", nargs="+", help="JSONL files with a 'question' per line (default: the fixtures' "
                                                  "qa.jsonl, or filings-dev's qa.jsonl and qa-hard.jsonl with --index)")
@@ -239,7 +252,8 @@ def main() -> int:
     with tempfile.TemporaryDirectory(prefix="docrag-bench-serve-") as tmp, httpx.Client(timeout=30) as http:
         if args.index:
             shutil.copytree(args.index, Path(tmp) / "ix", ignore=shutil.ignore_patterns("*-wal", "*-shm"))
-        server = Server(Path(tmp) / "ix", args.embedder, Path(tmp) / "server.log", args.search_threads)
+        server = Server(Path(tmp) / "ix", args.embedder, Path(tmp) / "server.log", args.search_threads,
+                        args.search_processes)
         try:
             t0 = time.monotonic()
             server.wait_ready(http)
@@ -304,7 +318,7 @@ def report(args: argparse.Namespace, before: str, queries: list[str], chunks: in
         return 0
     print(before)
     what = args.index or ", ".join(SEED)
-    print(f"# docrag serve on 127.0.0.1, embedder {args.embedder if not args.index else 'of the index'}, index: "
+    print(f"# docrag serve on 127.0.0.1, {args.search_processes} search process{'es' if args.search_processes > 1 else ''}, embedder {args.embedder if not args.index else 'of the index'}, index: "
           f"{what} ({chunks} chunks, ready in {setup_s:.0f} s); POST /search hybrid k=5 over {len(queries)} questions")
     if not args.no_ingest:
         print(f"# ingest phase: upload of {', '.join(args.ingest)} (OCR); job {job_state} at phase end")

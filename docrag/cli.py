@@ -346,7 +346,8 @@ def serve(index_dir: str, **opts: Any) -> None:
 
     run_server(index_dir, host=serving.host, port=serving.port, token=serving.token,
                max_upload_mb=serving.max_upload_mb, options=options_from_env(IngestOptions, **_given(opts)),
-               rerankers=serving.rerank, cors_origins=serving.cors_origin)
+               rerankers=serving.rerank, cors_origins=serving.cors_origin,
+               search_processes=serving.search_processes)
 
 
 @cli.command("ocr")

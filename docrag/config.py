@@ -252,6 +252,10 @@ class ServingOptions(_Options):
                                     "(repeatable; none by default).")
     cors_origin: tuple[str, ...] = Field((), description="Allow browser requests from this origin (repeatable); "
                                          "CORS is off without it.")
+    search_processes: int = Field(1, ge=1, le=64, description="Processes that run searches (1: threads of the server "
+                                  "process do). The searches of one process take turns on its Python lock: a busy "
+                                  "server on N cores answers more with N, each holding its own model and caches "
+                                  "(~250 MB).")
 
 
 class Environment(BaseSettings):

@@ -9,6 +9,12 @@ each reader's FAISS cache reloads when the generation moves on).
 Uploads are streamed straight into ``<index>/uploads/`` with their size
 counted as they arrive, and checked by content before anything is queued.
 
+Jobs are kept in ``<index>/jobs/<id>.json`` as well as in memory, rewritten at each
+change (atomic rename), so that every process of a server (``docrag serve --workers
+N``: each has its own writer thread, and the index's file lock makes their writes
+take turns) answers for every job, and finished jobs outlive a restart. A job still
+queued or running in a process that is gone reads as failed.
+
 Uploads themselves are received in :mod:`docrag.integrations.uploads`.
 """
 
@@ -17,8 +23,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import inspect
+import json
 import logging
+import os
 import queue
+import re
 import threading
 import time
 import uuid
@@ -37,6 +46,8 @@ from docrag.integrations.uploads import Upload
 __all__ = ["Job", "Writer", "ReaderPool", "service_index", "SharedEmbedder"]
 
 log = logging.getLogger("docrag.serve")
+
+JOB_ID = re.compile(r"^[0-9a-f]{32}$")
 
 # ``Index.ingest(..., labels={path: name})`` records ``name`` as the document's
 # source; older versions of the API record the (server-side) path instead.
@@ -126,25 +137,36 @@ class Job:
     def to_dict(self) -> dict[str, Any]:
         return {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "finished"}
 
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> "Job":
+        job = cls(**{f.name: data[f.name] for f in dataclasses.fields(cls) if f.name in data and f.name != "finished"})
+        if job.status in ("done", "failed"):
+            job.finished.set()
+        return job
+
 
 class Writer:
-    """The single writer: a queue of jobs run in order on one thread.
+    """The process's writer: a queue of jobs run in order on one thread.
 
     Args:
         index: The writing ``Index``; only the worker thread touches it.
         uploads: The folder uploads are stored in (their files are removed when
             their document is deleted, or at once when nothing was indexed).
         keep: How many finished jobs stay queryable.
+        jobs_dir: Where jobs are recorded for the server's other processes and
+            the next start (default ``<uploads>/../jobs``, beside the index's files).
     """
 
-    def __init__(self, index: Index, uploads: Path, keep: int = 1000) -> None:
+    def __init__(self, index: Index, uploads: Path, keep: int = 1000, jobs_dir: Path | None = None) -> None:
         self.index = index
         self.uploads = uploads
         self.keep = keep
+        self.jobs_dir = jobs_dir or uploads.parent / "jobs"
         self._queue: queue.Queue[tuple[Job, Callable[[Job], None]] | None] = queue.Queue()
         self._jobs: OrderedDict[str, Job] = OrderedDict()
         self._lock = threading.Lock()
         self._thread: threading.Thread | None = None
+        self._read: dict[str, tuple[tuple[int, int], dict[str, Any], int]] = {}  # record -> (stamp, job, pid)
 
     # -- submitting --------------------------------------------------------
 
@@ -160,16 +182,23 @@ class Writer:
         return self._submit(job, lambda j: self._delete(j, doc_id))
 
     def get(self, job_id: str) -> Job | None:
+        """A job of this process, else of the server's others (read from its record)."""
         with self._lock:
-            return self._jobs.get(job_id)
+            job = self._jobs.get(job_id)
+        if job is not None or not JOB_ID.fullmatch(job_id):
+            return job
+        return self._load(self.jobs_dir / f"{job_id}.json")
 
     def jobs(self) -> list[Job]:
+        """The jobs of every process of the server, oldest first (the last ``keep``)."""
         with self._lock:
-            return list(self._jobs.values())
+            mine = dict(self._jobs)
+        found = {job.id: job for job in map(self._load, self._records()) if job is not None}
+        found.update(mine)  # this process's own are the newest word on them
+        return sorted(found.values(), key=lambda j: j.created_at)[-self.keep:]
 
     def pending(self) -> int:
-        with self._lock:
-            return sum(j.status in ("queued", "running") for j in self._jobs.values())
+        return sum(j.status in ("queued", "running") for j in self.jobs())
 
     def _submit(self, job: Job, work: Callable[[Job], None]) -> Job:
         with self._lock:
@@ -180,8 +209,57 @@ class Writer:
             if self._thread is None or not self._thread.is_alive():
                 self._thread = threading.Thread(target=self._run, name="docrag-writer", daemon=True)
                 self._thread.start()
+        self._save(job)
+        self._prune()
         self._queue.put((job, work))
         return job
+
+    # -- the records -------------------------------------------------------------
+
+    def _save(self, job: Job) -> None:
+        """Record the job as it is now (write then rename: a reader sees the old record or the new)."""
+        try:
+            self.jobs_dir.mkdir(parents=True, exist_ok=True)
+            tmp = self.jobs_dir / f".{job.id}.{os.getpid()}.{threading.get_ident()}.tmp"
+            tmp.write_text(json.dumps({"job": job.to_dict(), "pid": os.getpid()}))
+            os.replace(tmp, self.jobs_dir / f"{job.id}.json")
+        except OSError as exc:  # the job runs all the same; only other processes miss its news
+            log.warning("cannot record job %s in %s: %s", job.id, self.jobs_dir, exc)
+
+    def _records(self) -> list[Path]:
+        try:
+            return [p for p in self.jobs_dir.iterdir() if p.suffix == ".json" and JOB_ID.fullmatch(p.stem)]
+        except OSError:
+            return []
+
+    def _load(self, path: Path) -> Job | None:
+        """The job a record holds (parsed again only when the file changed)."""
+        try:
+            stat = path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+            cached = self._read.get(path.name)
+            if cached is None or cached[0] != stamp:
+                record = json.loads(path.read_text())
+                cached = self._read[path.name] = (stamp, dict(record["job"]), int(record.get("pid", 0)))
+            job = Job.from_dict(cached[1])
+        except (OSError, ValueError, KeyError, TypeError):  # gone (pruned), or not a job record
+            self._read.pop(path.name, None)
+            return None
+        if job.status in ("queued", "running") and not _alive(cached[2]):
+            job.status, job.finished_at = "failed", job.finished_at or job.started_at or job.created_at
+            job.error = "the server process that ran this job stopped before it finished"
+            job.finished.set()
+        return job
+
+    def _prune(self) -> None:
+        """Forget the oldest finished records past ``keep``."""
+        records = self._records()
+        if len(records) <= self.keep:
+            return
+        jobs = sorted((j for j in map(self._load, records) if j is not None), key=lambda j: j.created_at)
+        finished = [j for j in jobs if j.status in ("done", "failed")]
+        for job in finished[: max(0, len(jobs) - self.keep)]:
+            (self.jobs_dir / f"{job.id}.json").unlink(missing_ok=True)
 
     def close(self, timeout: float = 30.0) -> None:
         """Stop after the running job (queued ones are dropped) and close the index."""
@@ -208,6 +286,7 @@ class Writer:
                 return
             job, work = item
             job.status, job.started_at = "running", time.time()
+            self._save(job)
             try:
                 work(job)
             except DocragError as exc:
@@ -219,14 +298,15 @@ class Writer:
                 failed = [f["error"] for f in job.files if f.get("status") == "failed"]
                 self._finish(job, "failed" if failed else "done", "; ".join(failed) or None)
 
-    @staticmethod
-    def _finish(job: Job, status: str, error: str | None) -> None:
+    def _finish(self, job: Job, status: str, error: str | None) -> None:
         job.status, job.error, job.finished_at = status, error, time.time()
+        self._save(job)
         job.finished.set()
 
     def _ingest(self, job: Job, uploads: list[Upload], tags: dict[str, str]) -> None:
         for i, upload in enumerate(uploads):
             job.files[i] = self._ingest_one(upload, tags)
+            self._save(job)
 
     def _ingest_one(self, upload: Upload, tags: dict[str, str]) -> dict[str, Any]:
         path = str(upload.path)
@@ -262,3 +342,16 @@ def _relabel(value: Any, path: str, label: str) -> Any:
     if isinstance(value, dict):
         return {k: _relabel(v, path, label) for k, v in value.items()}
     return value
+
+
+def _alive(pid: int) -> bool:
+    """Whether process ``pid`` still runs (a job's record names the process running it)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: it exists
+        return True
+    return True

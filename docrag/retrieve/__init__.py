@@ -15,6 +15,7 @@ keeps the reranked order's first hit per page.
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import dataclasses
 import functools
 import inspect
@@ -38,7 +39,7 @@ from docrag.retrieve.query import QueryPlan, plan_query
 from docrag.retrieve.rerank import Reranker
 from docrag.types import Hit
 
-__all__ = ["search", "Mode"]
+__all__ = ["search", "Mode", "crowded"]
 
 Mode = Literal["dense", "bm25", "hybrid"]
 MODES = ("dense", "bm25", "hybrid")
@@ -184,6 +185,19 @@ def _first_distinct(store: LocalStore, ranked: list[tuple[int, float]], k: int) 
 _aside: ThreadPoolExecutor | None = None
 _aside_lock = threading.Lock()
 _in_flight = 0  # searches of this process embedding their query now
+_crowd: contextvars.ContextVar[bool] = contextvars.ContextVar("docrag_crowd", default=False)
+
+
+@contextlib.contextmanager
+def crowded(others: bool = True) -> Iterator[None]:
+    """Searches of this context embed as when others run at once (``others``), whatever this
+    process sees: a server's search processes each see only their own search, while the
+    server, which hands them out, knows how many run (see :func:`embed_queries`)."""
+    token = _crowd.set(others)
+    try:
+        yield
+    finally:
+        _crowd.reset(token)
 
 
 @contextlib.contextmanager
@@ -192,7 +206,7 @@ def _searching() -> Iterator[bool]:
     global _in_flight
     with _aside_lock:
         _in_flight += 1
-        alone = _in_flight == 1
+        alone = _in_flight == 1 and not _crowd.get()
     try:
         yield alone
     finally:
