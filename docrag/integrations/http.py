@@ -169,8 +169,8 @@ class SearchProcesses:
 
     Each process opens its own reader of the index (model, FAISS cache, term index: read
     as it starts) and sees the writer's commits as any reader does. A search goes to the
-    first free process over a pipe the event loop watches (no thread hops: ~0.2 ms, where
-    a ``ProcessPoolExecutor`` took ~1.7). The server counts the searches it has out: a
+    first free process over a socket the event loop watches (no thread hops: ~0.3 ms of
+    the server's time, where a ``ProcessPoolExecutor`` took ~1.7). The server counts the searches it has out: a
     lone one embeds its query on all cores, as in one process; with others out, each on
     its own core (:func:`docrag.retrieve.crowded`). A process that dies (killed, out of
     memory) is replaced, and its search tried once more on another.
@@ -204,17 +204,16 @@ class SearchProcesses:
         try:
             for attempt in (1, 2):
                 proc = await self._free.get()
+                call = asyncio.ensure_future(proc.call(request))
+                # The process goes back (or is replaced) when its reply is in, even if this
+                # request is cancelled meanwhile: a reply left unread would answer the next one.
+                call.add_done_callback(lambda done, proc=proc: self._release(proc, done))
                 try:
-                    status, payload = await proc.call(request)
-                except (EOFError, OSError):  # it died mid-search: a new one takes its place
-                    log.error("search process %s died (exit code %s); starting another", proc.pid, proc.exitcode())
-                    self._all.remove(proc)
-                    proc.close()
-                    self._free.put_nowait(self._spawn())
+                    status, payload = await asyncio.shield(call)
+                except (EOFError, OSError):  # it died mid-search (replaced): another one tries
                     if attempt == 2:
                         raise
                     continue
-                self._free.put_nowait(proc)
                 if status == "ok":
                     return payload
                 kind, message = json.loads(payload)
@@ -223,6 +222,18 @@ class SearchProcesses:
             raise AssertionError("unreachable")
         finally:
             self._out -= 1
+
+    def _release(self, proc: _Process, call: asyncio.Future[tuple[str, bytes]]) -> None:
+        assert self._free is not None
+        if proc not in self._all:  # closed meanwhile (the server stops)
+            return
+        if not call.cancelled() and call.exception() is None:
+            self._free.put_nowait(proc)
+            return
+        log.error("search process %s died (exit code %s); starting another", proc.pid, proc.exitcode())
+        self._all.remove(proc)
+        proc.close()
+        self._free.put_nowait(self._spawn())
 
     def close(self) -> None:
         for proc in self._all:
@@ -251,7 +262,8 @@ class _Process:
         code = "from docrag.integrations.http import _searcher_entry; _searcher_entry()"
         with theirs:
             self.proc = subprocess.Popen([sys.executable, "-c", code, str(theirs.fileno()), args[0],
-                                          json.dumps(args[1])], pass_fds=(theirs.fileno(),), env=env)
+                                          json.dumps(args[1])], pass_fds=(theirs.fileno(),), env=env,
+                                         stdin=subprocess.DEVNULL)
         self.conn = Connection(ours.detach())
         self.pid = self.proc.pid
 
@@ -296,9 +308,11 @@ class _Searcher:
 
 def _searcher_entry() -> None:
     """``python -c`` entry of a search process: ``argv`` = socket fd, index path, options JSON."""
+    import signal
     import sys
     from multiprocessing.connection import Connection
 
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C reaches the whole group: the server stops us
     _searcher_main(Connection(int(sys.argv[1])), sys.argv[2], json.loads(sys.argv[3]))
 
 
