@@ -159,3 +159,18 @@ def test_empty_and_bad_queries(tmp_path: Path) -> None:
         cache.search(np.zeros(DIM + 1, np.float32), 3)
     with pytest.raises(ValueError, match="bytes"):
         cache.rebuild([(1, b"\0" * 12)], generation=1)
+
+
+def test_caches_of_one_process_share_a_loaded_index_and_copy_it_before_changing_it(tmp_path: Path) -> None:
+    # A server's readers each had their own copy of the FAISS file in memory (3 at 2 cores).
+    path = tmp_path / "text.faiss"
+    VectorCache(path, dim=4).build(np.arange(3), np.eye(3, 4, dtype=np.float32), generation=1)
+    reader, writer = VectorCache(path, dim=4), VectorCache(path, dim=4)
+    assert reader.load(1, 3) and writer.load(1, 3) and reader.index is writer.index
+    writer.update(np.array([7]), np.eye(1, 4, k=3, dtype=np.float32), [], generation=2)
+    assert writer.index is not reader.index and reader.index.ntotal == 3 and writer.index.ntotal == 4
+    assert reader.search(np.eye(1, 4, k=1, dtype=np.float32)[0], k=1) == [(1, 1.0)]
+    later = VectorCache(path, dim=4)
+    assert later.load(2, 4) and later.index is not reader.index and later.search(
+        np.eye(1, 4, k=3, dtype=np.float32)[0], k=1) == [(7, 1.0)]
+    assert not reader.load(2, 3)  # a stamp that does not match is no file to share

@@ -31,6 +31,8 @@ import json
 import math
 import os
 import tempfile
+import threading
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
@@ -47,6 +49,14 @@ RETRAIN_GROWTH = 4.0  # retrain IVF once it holds this many times the vectors it
 _NPROBES = tuple(p for p in (1, 2, 4, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512) if p >= MIN_NPROBE)
 _TUNE_QUERIES = 256
 _BLOCK = 65536
+
+# FAISS indexes read from files, shared by every cache of this process that loads the same file at
+# the same generation (a server's readers: one copy in memory, not one per reader). Read-only while
+# shared: a cache about to change its index in place takes a copy first. The newest file of a few
+# paths is kept, so a cache that loads what another already has finds it.
+_LOADED: "OrderedDict[str, tuple[tuple, Any]]" = OrderedDict()
+_LOADED_PATHS = 4
+_LOADED_LOCK = threading.Lock()
 
 
 class VectorCache:
@@ -79,6 +89,7 @@ class VectorCache:
         self.exact_filter_fraction = exact_filter_fraction
         self.index: Any = None
         self.generation = -1
+        self._shared = False  # self.index is the process's shared copy of the file (see _LOADED)
         self.trained_on = 0  # vectors at IVF training time (0 for Flat)
         self.recall_estimate: float | None = None  # measured at build for IVF
 
@@ -100,15 +111,24 @@ class VectorCache:
 
         try:
             stamp = json.loads(self.stamp_path.read_text())
+            info = self.path.stat()
             if (stamp.get("generation") != generation or stamp.get("count") != count
-                    or stamp.get("dim") != self.dim or stamp.get("bytes") != self.path.stat().st_size):
+                    or stamp.get("dim") != self.dim or stamp.get("bytes") != info.st_size):
                 return False
-            index = faiss.read_index(str(self.path))
+            key, version = str(self.path.resolve()), (generation, count, info.st_size, info.st_mtime_ns, info.st_ino)
+            with _LOADED_LOCK:
+                have = _LOADED.get(key)
+            index = have[1] if have is not None and have[0] == version else faiss.read_index(str(self.path))
         except (OSError, ValueError, RuntimeError, AttributeError):
             return False
         if index.ntotal != count or index.d != self.dim or _describe(index) != stamp.get("type"):
             return False
-        self.index, self.generation = index, generation
+        with _LOADED_LOCK:
+            _LOADED[key] = (version, index)
+            _LOADED.move_to_end(key)
+            while len(_LOADED) > _LOADED_PATHS:
+                _LOADED.popitem(last=False)
+        self.index, self.generation, self._shared = index, generation, True
         self.trained_on = int(stamp.get("trained_on", 0))
         self.recall_estimate = stamp.get("recall_at_10")
         return True
@@ -139,6 +159,7 @@ class VectorCache:
     def build(self, ids: np.ndarray, vecs: np.ndarray, generation: int) -> None:
         """Build the index type that suits ``len(ids)`` from arrays and write atomically."""
         ids, vecs = _check(ids, vecs, self.dim)
+        self._shared = False
         with _omp_threads(self.threads):
             if self._want_ivf(len(ids)):
                 self.index, self.recall_estimate = _build_ivf(ids, vecs, self.target_recall)
@@ -158,6 +179,10 @@ class VectorCache:
         re-read SQLite. Returns True when that rebuild happened.
         """
         add_ids, add_vecs = _check(add_ids, add_vecs, self.dim)
+        if self._shared:  # other caches of this process search this very index: change a copy
+            import faiss
+
+            self.index, self._shared = faiss.clone_index(self.index), False
         if len(remove_ids):
             _remove(self.index, np.asarray(remove_ids, dtype=np.int64))
         if len(add_ids):
