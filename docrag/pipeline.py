@@ -21,7 +21,7 @@ from docrag.errors import DocragError, LoadError
 from docrag.io import PageSource, Raster, assess_text_layer, open_document
 from docrag.layout import get_layout
 from docrag.layout.reading_order import join_line_fragments, split_line_at_gaps, words_to_line
-from docrag.types import BBox, Block, Line, Page, Word, inside_share, union
+from docrag.types import BBox, Block, Line, Page, Region, Word, inside_share, union
 
 __all__ = ["process_page", "read_page", "read_document", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
 
@@ -48,6 +48,7 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
     page = Page(number=src.number, width=src.width, height=src.height, rotation=src.rotation)
     layout = get_layout(options.layout)
     raster: Raster | None = None  # the image the lines were read from, in its reading frame
+    frame: ReadingFrame | None = None  # where OCR'd lines were laid out, if not page space
     if options.ocr == "never" or (options.ocr == "auto" and verdict.usable and verdict.image_cover < MIXED_IMAGE_COVER):
         page.method, page.reason = "text", verdict.reason if options.ocr == "auto" else "OCR disabled (--ocr never)"
         lines = text_layer_lines(src)
@@ -61,6 +62,7 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
         # boxes of tilted lines overlap in page space and would scramble the order.
         read = ocr_page(src.render(options.dpi), options, page)
         page.blocks = layout.analyze(read.lines, read.width, read.height)
+        frame = ReadingFrame.of(read, page.blocks)  # before the boxes go to page space
         for block in page.blocks:
             _to_page(block, read.to_page)
         raster = read.view  # regions are found on the page as it was read: upright and levelled
@@ -89,7 +91,7 @@ def process_page(src: PageSource, options: ReadingOptions) -> Page:
                     lines.append(line)
         page.blocks = layout.analyze(lines, page.width, page.height)
     if options.figures:
-        add_regions(page, src, raster, options)
+        add_regions(page, src, raster, options, frame)
     page.warnings += src.warnings
     return page
 
@@ -151,11 +153,15 @@ def page_time_limit(seconds: float, source: str, page: int) -> Iterator[None]:
         signal.signal(signal.SIGALRM, previous)
 
 
-def add_regions(page: Page, src: PageSource, raster: Raster | None, options: ReadingOptions) -> None:
+def add_regions(page: Page, src: PageSource, raster: Raster | None, options: ReadingOptions,
+                frame: ReadingFrame | None = None) -> None:
     """Find figures, charts, tables and boxes; group their lines into blocks; crop the pictures.
 
     The layout analyzer ``options.layout`` finds the regions, on ``raster`` (the
-    page as OCR read it, upright and levelled) when there is one.
+    page as OCR read it, upright and levelled) when there is one. The page's reading
+    order is then found again with each region standing as one block; on a page OCR
+    read turned or tilted, in ``frame`` (where its lines were read), since tilted
+    lines' boxes overlap in page space.
     Regions group lines, never remove them (:func:`docrag.layout.grouping.group_regions`).
     Each region gets ``inner_text`` (labels and legends, or the table as Markdown rows)
     and, but for boxes, ``png`` (the crop). A failure here is a page warning, never a lost page.
@@ -182,6 +188,8 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, options: Rea
     relayout = None
     if page.orientation == 0 and abs(page.skew) < 0.5:  # page space is the reading frame
         relayout = lambda lines: layout.analyze(lines, page.width, page.height)  # noqa: E731
+    elif frame is not None:
+        relayout = lambda lines: frame.relayout(layout, lines)  # noqa: E731
     page.blocks = group_regions(page.blocks, regions, relayout)
     crop_from = src.render(options.crop_dpi)
     for region in regions:
@@ -365,6 +373,80 @@ def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None, 
             lines.append(words_to_line(part, source="ocr"))
     h, w = view.image.shape[:2]
     return OcrRead(lines=lines, width=w * scale, height=h * scale, to_page=to_page, view=view)
+
+
+@dataclass
+class ReadingFrame:
+    """Where an OCR'd page's lines were laid out: the raster as read, upright and levelled.
+
+    Keeps each line's and word's box there (by identity: the boxes of the page's lines
+    are mapped to page space afterwards) and maps other page-space boxes (regions)
+    back into it, so that a page read turned or tilted can be laid out again where
+    its lines do not overlap.
+    """
+
+    boxes: dict[int, BBox]
+    from_page: np.ndarray  # 2x3 affine: page points -> reading-frame points
+    width: float
+    height: float
+
+    @classmethod
+    def of(cls, read: OcrRead, blocks: list[Block]) -> ReadingFrame:
+        boxes: dict[int, BBox] = {}
+        for block in blocks:
+            for line in block.lines:
+                boxes[id(line)] = line.bbox
+                boxes.update((id(w), w.bbox) for w in line.words)
+        m = np.asarray(read.view.to_points, dtype=np.float64)  # view pixels -> page points
+        inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2] * (72.0 / read.view.dpi)
+        return cls(boxes, inv, read.width, read.height)
+
+    def box(self, thing: Line | Word | Region) -> BBox:
+        """``thing``'s box in the frame: the one it was read with, else the upright box in the frame
+        whose tilted outline has ``thing``'s page box around it (a region found on the raster as read).
+
+        The page box of a box tilted by a small angle is taller and wider than the box; mapping
+        its corners back would grow it again (a region across a page tilted 2 degrees: ~18 pt
+        taller each way), into the lines around it.
+        """
+        known = self.boxes.get(id(thing))
+        if known is not None:
+            return known
+        x0, y0, x1, y1 = thing.bbox
+        a, t = self.from_page[:, :2], self.from_page[:, 2]
+        cx, cy = a @ np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + t
+        k, theta = float(np.hypot(a[0, 0], a[1, 0])), float(np.arctan2(a[1, 0], a[0, 0]))
+        quarter = round(theta / (np.pi / 2))
+        phi = theta - quarter * np.pi / 2  # the tilt beyond a quarter turn
+        wide, tall = (x1 - x0) * k, (y1 - y0) * k
+        if quarter % 2:
+            wide, tall = tall, wide
+        c, s = float(np.cos(phi)), abs(float(np.sin(phi)))
+        det = c * c - s * s
+        w, h = (wide * c - tall * s) / det, (tall * c - wide * s) / det
+        if w <= 0 or h <= 0:  # no upright box has this outline: the corners mapped back
+            pts = np.asarray(_corners(thing.bbox), dtype=np.float64) @ a.T + t
+            (bx0, by0), (bx1, by1) = pts.min(axis=0), pts.max(axis=0)
+            return (float(bx0), float(by0), float(bx1), float(by1))
+        return (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
+
+    def relayout(self, layout: Any, lines: list[Line]) -> list[Block]:
+        """``layout.analyze`` of page-space ``lines``, done in the frame; the blocks hold the same lines.
+
+        A line the analyzer splits comes back as its parts, in frame boxes: the caller,
+        which counts lines, then keeps the order it had.
+        """
+        framed = [Line(ln.text, self.box(ln), ln.confidence, [Word(w.text, self.box(w), w.confidence)
+                                                                for w in ln.words], ln.source) for ln in lines]
+        origin = {id(f): ln for f, ln in zip(framed, lines)}
+        blocks = layout.analyze(framed, self.width, self.height)
+        if any(id(ln) not in origin for b in blocks for ln in b.lines):
+            return blocks
+        out = []
+        for b in blocks:
+            mine = [origin[id(ln)] for ln in b.lines]
+            out.append(Block(lines=mine, bbox=union([ln.bbox for ln in mine]), kind=b.kind, column=b.column))
+        return out
 
 
 def _line_to_page(line: Line, to_page: Callable[[BBox], BBox]) -> Line:

@@ -99,3 +99,70 @@ def test_a_photo_across_the_page_holds_the_footer_below_both_columns() -> None:
     text = "\n".join(b.text for b in grouped)
     assert text.index("right line 11") < text.index("11 Corporate Report") < text.index("Return to ToC")
     assert text.index("left line 11") < text.index("right line 0")
+
+
+def test_a_tilted_scan_is_laid_out_again_around_its_boxes_where_it_was_read() -> None:
+    # A scan tilted 2 degrees: two columns, then a tinted box across both (two columns
+    # inside), then two more. In page space the tilted lines' boxes overlap, so the page
+    # is laid out again, each region standing as one block, in the frame it was read in:
+    # the box cuts the columns above it from those below (before, the left column was
+    # read down through the box to the foot of the page, then the right one).
+    import numpy as np
+
+    from docrag.layout.grouping import group_regions
+    from docrag.pipeline import ReadingFrame, _corners
+    from docrag.types import Region, Word
+
+    def column(name: str, x0: float, y0: float, n: int) -> list[Line]:
+        out = []
+        for i in range(n):
+            box = (x0, y0 + 14 * i, x0 + 230, y0 + 14 * i + 10)
+            out.append(Line(f"{name}{i} words", box, words=[Word(f"{name}{i}", (box[0], box[1], box[0] + 40, box[3])),
+                                                            Word("words", (box[0] + 50, box[1], box[2], box[3]))]))
+        return out
+
+    frame_lines = (column("tl", 50, 40, 6) + column("tr", 320, 40, 6) + column("bl", 60, 200, 3)
+                   + column("br", 330, 200, 3) + column("pl", 50, 320, 5) + column("pr", 320, 320, 5))
+    box_in_frame = (45, 185, 575, 245)
+    angle = np.radians(2.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 20.0], [np.sin(angle), np.cos(angle), -5.0]])
+
+    def to_page(box):
+        pts = np.asarray(_corners(box)) @ rot[:, :2].T + rot[:, 2]
+        return (*pts.min(axis=0), *pts.max(axis=0))
+
+    layout = get_layout("heuristic")
+    blocks = layout.analyze(frame_lines, 612, 792)
+    view = type("View", (), {"to_points": rot, "dpi": 72.0})()  # the raster as read: 1 px a point
+    frame = ReadingFrame.of(type("Read", (), {"view": view, "width": 612.0, "height": 792.0})(), blocks)
+    for block in blocks:
+        for line in block.lines:
+            line.bbox = to_page(line.bbox)
+            for word in line.words:
+                word.bbox = to_page(word.bbox)
+    regions = [Region(kind="box", bbox=to_page(box_in_frame))]
+    order = [ln.text.split()[0] for b in group_regions(blocks, regions, lambda ls: frame.relayout(layout, ls))
+             for ln in b.lines]
+    sections = [name[:2] for name in order]
+    assert sections == ["tl"] * 6 + ["tr"] * 6 + ["bl"] * 3 + ["br"] * 3 + ["pl"] * 5 + ["pr"] * 5, order
+    assert frame.box(regions[0]) == pytest.approx(box_in_frame, abs=0.01)  # a page box mapped back, not grown
+    page_order = [ln.text.split()[0][:2] for b in group_regions(blocks, regions, None) for ln in b.lines]
+    assert page_order != sections  # without laying out again: the left column runs through the box
+
+
+@pytest.mark.parametrize("degrees", [0.0, 3.0, -7.0, 91.5, 180.0, -88.0])
+def test_a_region_box_maps_back_to_the_upright_box_it_was_found_as(degrees: float) -> None:
+    import numpy as np
+
+    from docrag.pipeline import ReadingFrame, _corners
+    from docrag.types import Region
+
+    angle = np.radians(degrees)
+    to_points = 0.5 * np.array([[np.cos(angle), -np.sin(angle), 0.0], [np.sin(angle), np.cos(angle), 0.0]])
+    to_points[:, 2] = (300.0, 400.0)  # a 144-dpi raster turned and tilted onto the page
+    view = type("View", (), {"to_points": to_points, "dpi": 144.0})()
+    frame = ReadingFrame.of(type("Read", (), {"view": view, "width": 612.0, "height": 792.0})(), [])
+    upright = (40.0, 100.0, 420.0, 180.0)  # points in the frame: pixels * 72 / 144
+    pts = np.asarray(_corners(upright)) * 2 @ to_points[:, :2].T + to_points[:, 2]
+    region = Region(kind="figure", bbox=(*pts.min(axis=0), *pts.max(axis=0)))
+    assert frame.box(region) == pytest.approx(upright, abs=1e-6)
