@@ -43,6 +43,9 @@ def test_search_processes_answer_what_one_process_does(served) -> None:
     with TestClient(create_app(path, options=IngestOptions(), search_processes=2)) as client:
         procs = client.app.state.docrag.processes
         assert len({p.pid for p in procs._all} - {os.getpid()}) == 2
+        if Path(f"/proc/{procs._all[0].pid}/environ").exists():  # OpenMP pools sized to a share of the cores
+            environ = Path(f"/proc/{procs._all[0].pid}/environ").read_bytes().split(b"\0")
+            assert any(v.startswith(b"OMP_NUM_THREADS=") for v in environ)
         got: dict[str, list] = {}
 
         def ask(q: str) -> None:
