@@ -8,6 +8,7 @@ reading order and whose boxes are in PDF points.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import signal
 import threading
 from dataclasses import dataclass
@@ -180,17 +181,20 @@ def add_regions(page: Page, src: PageSource, raster: Raster | None, options: Rea
         return
     if not regions:
         return
+    level = page.orientation == 0 and abs(page.skew) < 0.5  # page space is the reading frame
+    if level:
+        frame = None
     for region in regions:
-        if region.kind == "table":
-            region.inner_text = table_to_markdown(region, lines)
+        if region.kind == "table":  # rows where the page was read: a tilted row's far cells drift a row
+            region.inner_text = table_to_markdown(*frame.table(region, lines)) if frame else \
+                table_to_markdown(region, lines)
         else:
             region.inner_text = " ".join(lines[i].text for i in region_lines(region, lines))
-    relayout = None
-    if page.orientation == 0 and abs(page.skew) < 0.5:  # page space is the reading frame
-        relayout = lambda lines: layout.analyze(lines, page.width, page.height)  # noqa: E731
-    elif frame is not None:
-        relayout = lambda lines: frame.relayout(layout, lines)  # noqa: E731
-    page.blocks = group_regions(page.blocks, regions, relayout)
+    if frame is not None:
+        page.blocks = group_regions(page.blocks, regions, lambda lines: frame.relayout(layout, lines), frame.box)
+    else:
+        relayout = (lambda lines: layout.analyze(lines, page.width, page.height)) if level else None
+        page.blocks = group_regions(page.blocks, regions, relayout)
     crop_from = src.render(options.crop_dpi)
     for region in regions:
         if region.kind != "box":
@@ -430,14 +434,29 @@ class ReadingFrame:
             return (float(bx0), float(by0), float(bx1), float(by1))
         return (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
 
+    def lines(self, lines: list[Line]) -> list[Line]:
+        """Copies of ``lines`` (and their words) with their boxes in the frame."""
+        return [Line(ln.text, self.box(ln), ln.confidence, [Word(w.text, self.box(w), w.confidence)
+                                                            for w in ln.words], ln.source) for ln in lines]
+
+    def table(self, region: Region, lines: list[Line]) -> tuple[Region, list[Line]]:
+        """``region`` and ``lines`` in the frame, for :func:`~docrag.layout.tables.table_to_markdown`
+        (its ruled columns' edges mapped across at the region's middle, when read upright)."""
+        box = self.box(region)
+        columns: list[float] = []
+        if region.columns and abs(float(np.arctan2(self.from_page[1, 0], self.from_page[0, 0]))) < np.pi / 4:
+            mid = (region.bbox[1] + region.bbox[3]) / 2
+            columns = [float(self.from_page[0, 0] * x + self.from_page[0, 1] * mid + self.from_page[0, 2])
+                       for x in region.columns]
+        return dataclasses.replace(region, bbox=box, columns=columns), self.lines(lines)
+
     def relayout(self, layout: Any, lines: list[Line]) -> list[Block]:
         """``layout.analyze`` of page-space ``lines``, done in the frame; the blocks hold the same lines.
 
         A line the analyzer splits comes back as its parts, in frame boxes: the caller,
         which counts lines, then keeps the order it had.
         """
-        framed = [Line(ln.text, self.box(ln), ln.confidence, [Word(w.text, self.box(w), w.confidence)
-                                                                for w in ln.words], ln.source) for ln in lines]
+        framed = self.lines(lines)
         origin = {id(f): ln for f, ln in zip(framed, lines)}
         blocks = layout.analyze(framed, self.width, self.height)
         if any(id(ln) not in origin for b in blocks for ln in b.lines):

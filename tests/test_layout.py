@@ -166,3 +166,34 @@ def test_a_region_box_maps_back_to_the_upright_box_it_was_found_as(degrees: floa
     pts = np.asarray(_corners(upright)) * 2 @ to_points[:, :2].T + to_points[:, 2]
     region = Region(kind="figure", bbox=(*pts.min(axis=0), *pts.max(axis=0)))
     assert frame.box(region) == pytest.approx(upright, abs=1e-6)
+
+
+def test_a_tilted_scans_table_is_put_in_rows_where_it_was_read() -> None:
+    # Tilted 2 degrees, a 500-pt-wide table's far cells sit 17 pt lower than its first ones in
+    # page space: more than a row. Its Markdown is made in the frame the page was read in.
+    import numpy as np
+
+    from docrag.layout.tables import table_to_markdown
+    from docrag.pipeline import ReadingFrame, _corners
+    from docrag.types import Block, Region
+
+    rows = [["Year", "Revenue", "Cost", "Margin"], ["2022", "1,200", "800", "400"], ["2023", "1,500", "900", "600"]]
+    frame_lines = [Line(text, (60 + 150 * c, 300 + 11 * r, 100 + 150 * c, 308 + 11 * r))
+                   for r, row in enumerate(rows) for c, text in enumerate(row)]
+    angle = np.radians(2.0)
+    rot = np.array([[np.cos(angle), -np.sin(angle), 20.0], [np.sin(angle), np.cos(angle), -5.0]])
+    view = type("View", (), {"to_points": rot, "dpi": 72.0})()
+    frame = ReadingFrame.of(type("Read", (), {"view": view, "width": 612.0, "height": 792.0})(),
+                            [Block(lines=frame_lines, bbox=(60, 300, 600, 330))])
+
+    def to_page(box):
+        pts = np.asarray(_corners(box)) @ rot[:, :2].T + rot[:, 2]
+        return (*pts.min(axis=0), *pts.max(axis=0))
+
+    for line in frame_lines:
+        line.bbox = to_page(line.bbox)
+    region = Region(kind="table", bbox=to_page((55, 295, 605, 335)))
+    want = ["| Year | Revenue | Cost | Margin |", "| --- | --- | --- | --- |", "| 2022 | 1,200 | 800 | 400 |",
+            "| 2023 | 1,500 | 900 | 600 |"]
+    assert table_to_markdown(*frame.table(region, frame_lines)).splitlines() == want
+    assert table_to_markdown(region, frame_lines).splitlines() != want  # in page space the rows mix

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from typing import Callable
 
-from docrag.types import Block, BlockKind, Line, Region, Word, area, inside_share, union
+from docrag.types import Block, BlockKind, Line, Region, Word, area, inside_share, text_height, union
 
 __all__ = ["group_regions", "region_lines", "holds_prose", "FIGURE_BLOCKS"]
 
@@ -56,13 +56,16 @@ def holds_prose(lines: list[Line]) -> bool:
 
 
 def group_regions(blocks: list[Block], regions: list[Region],
-                  relayout: Callable[[list[Line]], list[Block]] | None = None) -> list[Block]:
+                  relayout: Callable[[list[Line]], list[Block]] | None = None,
+                  frame_box: Callable[[Line], tuple] | None = None) -> list[Block]:
     """``blocks`` with each region's lines gathered into one block of its kind, at its reading place.
 
     A line in several regions goes to the smallest. Figures holding prose keep
     their lines in the running text. With ``relayout`` (the layout analyzer, in
     page space) the reading order is found again with each region standing as
     one tall line: labels, ticks and cells no longer hide the column gutters.
+    ``frame_box`` gives a line's box in the frame it was read in (a tilted scan),
+    where a table's cells are put in rows.
     """
     lines = [ln for b in blocks for ln in b.lines]
     owner: dict[int, int] = {}  # id(line) -> region index
@@ -92,13 +95,13 @@ def group_regions(blocks: list[Block], regions: list[Region],
         if sum(len(b.lines) for b in ordered) == len(free) + len(stand_ins):  # nothing dropped or split
             for r_idx, stand_in in stand_ins.items():
                 owner[id(stand_in)] = r_idx
-            return _walk(ordered, owner, regions, held)
+            return _walk(ordered, owner, regions, held, frame_box)
     members = {r_idx: [ln for ln in lines if owner.get(id(ln)) == r_idx] for r_idx in set(owner.values())}
-    return _walk(blocks, owner, regions, members)
+    return _walk(blocks, owner, regions, members, frame_box)
 
 
 def _walk(blocks: list[Block], owner: dict[int, int], regions: list[Region],
-          members: dict[int, list[Line]]) -> list[Block]:
+          members: dict[int, list[Line]], frame_box: Callable[[Line], tuple] | None = None) -> list[Block]:
     """Blocks in order, each region's block standing where its first line (or stand-in) is read."""
     out: list[Block] = []
     placed: set[int] = set()
@@ -115,31 +118,36 @@ def _walk(blocks: list[Block], owner: dict[int, int], regions: list[Region],
                 out.append(_like(block, run))
                 run = []
             placed.add(r_idx)
-            out.append(_region_block(regions[r_idx], members[r_idx], block.column))
+            out.append(_region_block(regions[r_idx], members[r_idx], block.column, frame_box))
         if run:
             out.append(_like(block, run))
     return out
 
 
-def _region_block(region: Region, lines: list[Line], column: int) -> Block:
+def _region_block(region: Region, lines: list[Line], column: int,
+                  frame_box: Callable[[Line], tuple] | None = None) -> Block:
     kind: BlockKind = region.kind
-    ordered = _rows(lines) if region.kind == "table" else lines
+    ordered = _rows(lines, frame_box) if region.kind == "table" else lines
     return Block(lines=ordered, bbox=union([ln.bbox for ln in ordered]), kind=kind, column=column)
 
 
-def _rows(lines: list[Line]) -> list[Line]:
+def _rows(lines: list[Line], frame_box: Callable[[Line], tuple] | None = None) -> list[Line]:
     """Lines row by row (rows by vertical centre, top to bottom), cells left to right, in the
-    reading frame: on a page read turned, page space runs the rows sideways."""
-    turn = _upright(lines)
-    boxes = {id(ln): turn(ln.bbox) for ln in lines}
+    reading frame: on a page read turned, page space runs the rows sideways, and on one read
+    tilted a row's far cells sit a row higher or lower (``frame_box``: the frame's boxes)."""
+    if frame_box is None:
+        turn = _upright(lines)
+        boxes = {id(ln): turn(ln.bbox) for ln in lines}
+    else:
+        boxes = {id(ln): frame_box(ln) for ln in lines}
     rows: list[list[Line]] = []
     for ln in sorted(lines, key=lambda x: (boxes[id(x)][1] + boxes[id(x)][3]) / 2):
         b = boxes[id(ln)]
-        mid, h = (b[1] + b[3]) / 2, b[3] - b[1]
+        mid, h = (b[1] + b[3]) / 2, text_height(b, ln.source)
         if rows:
             last = rows[-1]
             last_mid = sum((boxes[id(x)][1] + boxes[id(x)][3]) / 2 for x in last) / len(last)
-            if abs(mid - last_mid) < 0.5 * max(h, min(boxes[id(x)][3] - boxes[id(x)][1] for x in last)):
+            if abs(mid - last_mid) < 0.5 * max(h, min(text_height(boxes[id(x)], x.source) for x in last)):
                 last.append(ln)
                 continue
         rows.append([ln])

@@ -14,7 +14,7 @@ from __future__ import annotations
 import re
 
 from docrag.layout.captions import CAPTION_RE
-from docrag.types import BBox, Line, Region, inside_share, union
+from docrag.types import BBox, Line, Region, inside_share, text_height, union
 
 __all__ = ["cells", "borderless_tables", "table_to_markdown"]
 
@@ -38,10 +38,16 @@ def cells(line: Line) -> list[tuple[str, BBox]]:
 
 def _rows(lines: list[Line]) -> list[list[tuple[str, BBox]]]:
     """Cells grouped into rows by vertical centre, rows top to bottom, cells left to right."""
-    items = sorted((c for ln in lines for c in cells(ln)), key=lambda c: (c[1][1] + c[1][3]) / 2)
+    heights: dict[int, float] = {}
+    items: list[tuple[str, BBox]] = []
+    for ln in lines:
+        for c in cells(ln):
+            heights[id(c)] = text_height(c[1], ln.source)
+            items.append(c)
+    items.sort(key=lambda c: (c[1][1] + c[1][3]) / 2)
     rows: list[list[tuple[str, BBox]]] = []
     for c in items:
-        yc, h = (c[1][1] + c[1][3]) / 2, c[1][3] - c[1][1]
+        yc, h = (c[1][1] + c[1][3]) / 2, heights[id(c)]
         if rows:
             r = rows[-1]
             ryc = sum((b[1] + b[3]) / 2 for _, b in r) / len(r)
