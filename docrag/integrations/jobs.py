@@ -10,10 +10,8 @@ Uploads are streamed straight into ``<index>/uploads/`` with their size
 counted as they arrive, and checked by content before anything is queued.
 
 Jobs are kept in ``<index>/jobs/<id>.json`` as well as in memory, rewritten at each
-change (atomic rename), so that every process of a server (``docrag serve --workers
-N``: each has its own writer thread, and the index's file lock makes their writes
-take turns) answers for every job, and finished jobs outlive a restart. A job still
-queued or running in a process that is gone reads as failed.
+change (atomic rename), so that finished jobs outlive a restart. A job still queued or
+running in a process that is gone (the server stopped) reads as failed.
 
 Uploads themselves are received in :mod:`docrag.integrations.uploads`.
 """
@@ -146,15 +144,15 @@ class Job:
 
 
 class Writer:
-    """The process's writer: a queue of jobs run in order on one thread.
+    """The single writer: a queue of jobs run in order on one thread.
 
     Args:
         index: The writing ``Index``; only the worker thread touches it.
         uploads: The folder uploads are stored in (their files are removed when
             their document is deleted, or at once when nothing was indexed).
         keep: How many finished jobs stay queryable.
-        jobs_dir: Where jobs are recorded for the server's other processes and
-            the next start (default ``<uploads>/../jobs``, beside the index's files).
+        jobs_dir: Where jobs are recorded for the next start (default
+            ``<uploads>/../jobs``, beside the index's files).
     """
 
     def __init__(self, index: Index, uploads: Path, keep: int = 1000, jobs_dir: Path | None = None) -> None:
@@ -182,7 +180,7 @@ class Writer:
         return self._submit(job, lambda j: self._delete(j, doc_id))
 
     def get(self, job_id: str) -> Job | None:
-        """A job of this process, else of the server's others (read from its record)."""
+        """A job of this run, else of an earlier one (read from its record)."""
         with self._lock:
             job = self._jobs.get(job_id)
         if job is not None or not JOB_ID.fullmatch(job_id):
@@ -190,15 +188,18 @@ class Writer:
         return self._load(self.jobs_dir / f"{job_id}.json")
 
     def jobs(self) -> list[Job]:
-        """The jobs of every process of the server, oldest first (the last ``keep``)."""
+        """The jobs of this run and of earlier ones, oldest first (the last ``keep``)."""
         with self._lock:
             mine = dict(self._jobs)
         found = {job.id: job for job in map(self._load, self._records()) if job is not None}
-        found.update(mine)  # this process's own are the newest word on them
+        found.update(mine)  # this run's own are the newest word on them
         return sorted(found.values(), key=lambda j: j.created_at)[-self.keep:]
 
     def pending(self) -> int:
-        return sum(j.status in ("queued", "running") for j in self.jobs())
+        # This run's jobs only: an earlier run's unfinished ones read as failed (its process is
+        # gone), and /health asks often, so no records are read for it.
+        with self._lock:
+            return sum(j.status in ("queued", "running") for j in self._jobs.values())
 
     def _submit(self, job: Job, work: Callable[[Job], None]) -> Job:
         with self._lock:
@@ -223,7 +224,7 @@ class Writer:
             tmp = self.jobs_dir / f".{job.id}.{os.getpid()}.{threading.get_ident()}.tmp"
             tmp.write_text(json.dumps({"job": job.to_dict(), "pid": os.getpid()}))
             os.replace(tmp, self.jobs_dir / f"{job.id}.json")
-        except OSError as exc:  # the job runs all the same; only other processes miss its news
+        except OSError as exc:  # the job runs all the same; only a later start misses its news
             log.warning("cannot record job %s in %s: %s", job.id, self.jobs_dir, exc)
 
     def _records(self) -> list[Path]:
