@@ -318,8 +318,10 @@ def report(args: argparse.Namespace, before: str, queries: list[str], chunks: in
         return 0
     print(before)
     what = args.index or ", ".join(SEED)
-    print(f"# docrag serve on 127.0.0.1, {args.search_processes} search process{'es' if args.search_processes > 1 else ''}, embedder {args.embedder if not args.index else 'of the index'}, index: "
-          f"{what} ({chunks} chunks, ready in {setup_s:.0f} s); POST /search hybrid k=5 over {len(queries)} questions")
+    processes = f"{args.search_processes} search process{'es' if args.search_processes > 1 else ''}"
+    print(f"# docrag serve on 127.0.0.1, {processes}, embedder {args.embedder if not args.index else 'of the index'}, "
+          f"index: {what} ({chunks} chunks, ready in {setup_s:.0f} s); POST /search hybrid k=5 over "
+          f"{len(queries)} questions")
     if not args.no_ingest:
         print(f"# ingest phase: upload of {', '.join(args.ingest)} (OCR); job {job_state} at phase end")
     print(f"{'phase':<8} {'clients':>7} {'requests':>8} {'p50_ms':>8} {'p95_ms':>8} {'errors':>6} {'rps':>7} "
