@@ -264,6 +264,28 @@ def test_cache_is_reused(fp32, int8) -> None:
     assert {p: p.stat().st_mtime_ns for p in stamps} == stamps
 
 
+def test_residual_adds_stay_apart_from_their_layer_norms(fp32, int8, monkeypatch: pytest.MonkeyPatch) -> None:
+    """onnxruntime's CPU SkipLayerNormalization was a fifth of the encoder's time (see ``_fuse``):
+    neither the exported files nor the sessions the embedder opens fuse it; attention still fuses."""
+    import onnx
+    import onnxruntime as ort
+
+    for emb in (fp32, int8):
+        ops = {n.op_type for n in onnx.load(str(emb.model_path)).graph.node}
+        assert "SkipLayerNormalization" not in ops and "LayerNormalization" in ops, ops
+        assert ops & {"Attention", "QAttention"}, ops
+    seen: list[dict] = []
+    real = ort.InferenceSession
+
+    def spy(*args, **kwargs):
+        seen.append(kwargs)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ort, "InferenceSession", spy)
+    int8._open(1)
+    assert "SkipLayerNormFusion" in seen[0]["disabled_optimizers"]
+
+
 def test_cache_is_keyed_by_weights_and_recipe(fp32, onnx_cache: Path) -> None:
     assert fp32.model_path.parent.parent == onnx_cache / "onnx"
     assert len(fp32.model_path.parent.name) == 16
