@@ -283,3 +283,37 @@ def test_a_tilted_scans_tinted_box_cuts_the_columns_around_it(ocr_pages) -> None
              "Provide a safe place", "Addressing environmental needs is essential", "Discuss the specific"]
     at = [text.find(h) for h in heads]
     assert -1 not in at and at == sorted(at), list(zip(heads, at))
+
+
+FILINGS = SHARED / "filings-dev" / "pdfs"
+
+
+@pytest.mark.skipif(not FILINGS.exists(), reason="shared/data/filings-dev not found")
+def test_a_scanned_statement_is_tables_each_line_in_one_and_no_figure(ocr_pages, tmp_path: Path) -> None:
+    # Two real statement pages (Apple 10-Q, June 2022) through the fixtures' scan simulator. Before,
+    # page 8's cash flow statement came as its 5 row tables plus 4 "tables" of the total rules stacked
+    # under its number columns (cutting across the row tables: every number indexed twice, without
+    # its label), and page 5's statement of comprehensive income had a model "figure" over its tables.
+    import pymupdf
+
+    sys.path.insert(0, str(ROOT / "fixtures"))
+    import make_fixtures as MF
+    import make_visual_fixtures as MV
+
+    from docrag.layout.grouping import region_lines
+
+    src = pymupdf.open(FILINGS / "apple_10q_2022-06-25.pdf")
+    scan = pymupdf.open()
+    rng = np.random.default_rng(0)
+    for number in (5, 8):
+        page = src[number - 1]
+        copy = scan.new_page(width=page.rect.width, height=page.rect.height)
+        copy.insert_image(copy.rect, stream=MF.jpeg_bytes(MV.degrade(page, 0.0, rng)))
+    scan.save(tmp_path / "statements.pdf")
+    for page in ocr_pages(tmp_path / "statements.pdf"):
+        tables = [r for r in page.regions if r.kind == "table"]
+        assert tables and not [r for r in page.regions if r.kind in ("figure", "chart")], page.regions
+        held = [set(region_lines(t, page.lines)) for t in tables]
+        for i, mine in enumerate(held):
+            others = set().union(*(h for j, h in enumerate(held) if j != i))
+            assert not mine <= others, (page.number, tables[i])

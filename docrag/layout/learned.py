@@ -43,7 +43,7 @@ from docrag.layout.geometry import big_enough, box_candidates, drawings, image_b
 from docrag.layout.grouping import FIGURE_BLOCKS, holds_prose, region_lines
 from docrag.layout.raster_boxes import find_boxes, picture_share
 from docrag.layout.regions import at_most, born_digital, find_regions, finish_regions, grid_tables, ruled_segments
-from docrag.layout.scan_rules import covered, holds_tables, split_stacked
+from docrag.layout.scan_rules import covered, holds_tables, split_stacked, without_repeats
 from docrag.layout.tables import borderless_tables
 from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, union
 
@@ -265,10 +265,12 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
     for r in heuristic:
         if r.kind == "table":
             _add_new(tables, r)
-    tables = [t for t in tables if not holds_tables(t, tables)]
+    tables = without_repeats([t for t in tables if not holds_tables(t, tables)], lines)
     figures: list[Region] = []
     for d in found:
-        if d.label == "figure" and covered(pt(d.box), tables) <= 0.6:
+        # A "figure" whose text reads as number columns is a table the model mistook, as on
+        # born-digital pages; the tables found above keep what of it they hold.
+        if d.label == "figure" and covered(pt(d.box), tables) <= 0.6 and not _reads_as_table(pt(d.box), lines):
             region = Region("figure", pt(d.box), score=d.score, source="picodet")
             if _add_new(figures, region):
                 region.kind, region.subtype = _classify(_crop_px(small.image, d.box))

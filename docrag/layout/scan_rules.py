@@ -3,8 +3,10 @@
 On a scan the model (:mod:`docrag.layout.picodet`) sees only pixels, and its
 mistakes have shapes: two stacked pictures (or tables) boxed singly and as one,
 a column of key/value tables boxed as one table, a figure that is nothing but
-the rules and heading bands of tables found elsewhere. Each rule here undoes
-one of them, in the model's pixel boxes or in page points alike.
+the rules and heading bands of tables found elsewhere. The other sources of
+scan regions err too: the total rules under a statement's number columns stack
+into "tables" that cut across the statement's own. Each rule here undoes one
+of them, in the model's pixel boxes or in page points alike.
 
 >>> from docrag.layout.picodet import LayoutBox
 >>> pair = [LayoutBox("figure", 0.9, (0, 0, 100, 210)), LayoutBox("figure", 0.8, (0, 0, 100, 100))]
@@ -16,12 +18,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
-from docrag.types import BBox, Region, inside_share
+from docrag.types import BBox, Line, Region, area, inside_share
 
 if TYPE_CHECKING:
     from docrag.layout.picodet import LayoutBox
 
-__all__ = ["split_stacked", "holds_tables", "covered"]
+__all__ = ["split_stacked", "holds_tables", "covered", "without_repeats"]
 
 # A model box holding another of its kind that spans 90 % of it across, sits within 10 % of one end
 # and takes at most 70 % of its length is two stacked regions (:func:`split_stacked`).
@@ -80,3 +82,28 @@ def covered(box: BBox, tables: list[Region]) -> float:
     """Share of ``box`` under the tables (summed; a figure made of the rules and heading bands of
     several tables is those tables, not a picture)."""
     return sum(inside_share(box, t.bbox) for t in tables)
+
+
+def without_repeats(tables: list[Region], lines: list[Line]) -> list[Region]:
+    """``tables`` less those whose every line some other kept table holds, smallest dropped first.
+
+    A table nested in another, or lying across parts of others (a stack of total rules under
+    a statement's number columns, found beside the statement's row tables), adds no line of its
+    own: kept, its cells would be indexed twice, the second time without their row labels.
+    A table holding no line is left to the other checks.
+
+    >>> big, part = Region("table", (0, 0, 100, 100)), Region("table", (50, 0, 100, 60))
+    >>> rows = [Line("Revenue 12 14", (5, 10, 95, 20)), Line("Cost 3 4", (60, 30, 95, 40))]
+    >>> [t.bbox for t in without_repeats([big, part], rows)]
+    [(0, 0, 100, 100)]
+    """
+    from docrag.layout.grouping import region_lines
+
+    held = {id(t): set(region_lines(t, lines)) for t in tables}
+    kept = list(tables)
+    for t in sorted(tables, key=lambda r: area(r.bbox)):
+        mine = held[id(t)]
+        others = set().union(*(held[id(o)] for o in kept if o is not t))
+        if mine and mine <= others:
+            kept.remove(t)
+    return kept
