@@ -255,6 +255,22 @@ def test_a_model_table_holding_tables_gives_way_to_them_and_their_rules_are_no_f
     assert covered((25, 270, 205, 545), parts) > 0.6  # an inked "figure" that is the two tables' rules and bands
 
 
+def test_a_table_nested_in_another_or_repeating_others_lines_gives_way() -> None:
+    from docrag.layout.scan_rules import without_repeats
+
+    rows = [Line(f"Row {i} {i * 7} {i * 9}", (20, 100 + 12 * i, 580, 109 + 12 * i)) for i in range(6)]
+    statement = Region("table", (18, 98, 582, 166))
+    labels, numbers = Region("table", (18, 98, 200, 170)), Region("table", (300, 97, 590, 174))
+    # The numbers' box reaches past the statement's bottom edge and takes its last row from it.
+    rows.append(Line("Total 35 45", (22, 165, 585, 173)))
+    assert without_repeats([labels, numbers, statement], rows) == [statement]
+    across = Region("table", (400, 90, 480, 240), source="raster-stack")  # total rules under two tables
+    upper, lower = Region("table", (18, 98, 582, 140)), Region("table", (18, 140, 582, 240))
+    split = [Line("Revenue", (20, 100, 120, 110)), Line("1,200", (410, 100, 440, 110)),
+             Line("Cost", (20, 150, 120, 160)), Line("(300)", (410, 150, 440, 160))]
+    assert without_repeats([across, upper, lower], split) == [upper, lower]
+
+
 @pytest.mark.skipif(not (LAYOUT_DEV / "scans").exists(), reason="shared/data/layout-dev not found")
 def test_a_shaded_tables_rows_stay_in_the_scans_text(ocr_pages) -> None:
     # The real magazine scan's table shades every other row: the tints were taken for photos and

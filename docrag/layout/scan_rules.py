@@ -28,6 +28,8 @@ __all__ = ["split_stacked", "holds_tables", "covered", "without_repeats"]
 # A model box holding another of its kind that spans 90 % of it across, sits within 10 % of one end
 # and takes at most 70 % of its length is two stacked regions (:func:`split_stacked`).
 STACK_SPAN, STACK_END, STACK_PART = 0.9, 0.1, 0.7
+# A table with this share of its box inside another table is part of it (:func:`without_repeats`).
+NESTED = 0.8
 
 
 def split_stacked(found: list[LayoutBox], text: Callable[[BBox], bool]) -> list[LayoutBox]:
@@ -85,12 +87,14 @@ def covered(box: BBox, tables: list[Region]) -> float:
 
 
 def without_repeats(tables: list[Region], lines: list[Line]) -> list[Region]:
-    """``tables`` less those whose every line some other kept table holds, smallest dropped first.
+    """``tables`` less those nested in another kept table or whose every line other kept tables
+    hold, smallest dropped first.
 
-    A table nested in another, or lying across parts of others (a stack of total rules under
-    a statement's number columns, found beside the statement's row tables), adds no line of its
-    own: kept, its cells would be indexed twice, the second time without their row labels.
-    A table holding no line is left to the other checks.
+    A table nested in another (over :data:`NESTED` of its box), or lying across parts of others
+    (a stack of total rules under a statement's number columns, found beside the statement's row
+    tables), adds no line of its own, or one its box takes from the other's edge: kept, its cells
+    would be indexed twice, the second time without their row labels. A table holding no line
+    and nested in none is left to the other checks.
 
     >>> big, part = Region("table", (0, 0, 100, 100)), Region("table", (50, 0, 100, 60))
     >>> rows = [Line("Revenue 12 14", (5, 10, 95, 20)), Line("Cost 3 4", (60, 30, 95, 40))]
@@ -103,7 +107,8 @@ def without_repeats(tables: list[Region], lines: list[Line]) -> list[Region]:
     kept = list(tables)
     for t in sorted(tables, key=lambda r: area(r.bbox)):
         mine = held[id(t)]
-        others = set().union(*(held[id(o)] for o in kept if o is not t))
-        if mine and mine <= others:
+        rest = [o for o in kept if o is not t]
+        if any(inside_share(t.bbox, o.bbox) > NESTED for o in rest) or \
+                (mine and mine <= set().union(*(held[id(o)] for o in rest))):
             kept.remove(t)
     return kept
