@@ -22,6 +22,7 @@ from docrag.errors import DocragError, LoadError
 from docrag.io import PageSource, Raster, assess_text_layer, open_document
 from docrag.layout import get_layout
 from docrag.layout.reading_order import join_line_fragments, split_line_at_gaps, words_to_line
+from docrag.layout.regions import upright_box
 from docrag.types import BBox, Block, Line, Page, Region, Word, inside_share, union
 
 __all__ = ["process_page", "read_page", "read_document", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
@@ -414,25 +415,7 @@ class ReadingFrame:
         taller each way), into the lines around it.
         """
         known = self.boxes.get(id(thing))
-        if known is not None:
-            return known
-        x0, y0, x1, y1 = thing.bbox
-        a, t = self.from_page[:, :2], self.from_page[:, 2]
-        cx, cy = a @ np.array([(x0 + x1) / 2, (y0 + y1) / 2]) + t
-        k, theta = float(np.hypot(a[0, 0], a[1, 0])), float(np.arctan2(a[1, 0], a[0, 0]))
-        quarter = round(theta / (np.pi / 2))
-        phi = theta - quarter * np.pi / 2  # the tilt beyond a quarter turn
-        wide, tall = (x1 - x0) * k, (y1 - y0) * k
-        if quarter % 2:
-            wide, tall = tall, wide
-        c, s = float(np.cos(phi)), abs(float(np.sin(phi)))
-        det = c * c - s * s
-        w, h = (wide * c - tall * s) / det, (tall * c - wide * s) / det
-        if w <= 0 or h <= 0:  # no upright box has this outline: the corners mapped back
-            pts = np.asarray(_corners(thing.bbox), dtype=np.float64) @ a.T + t
-            (bx0, by0), (bx1, by1) = pts.min(axis=0), pts.max(axis=0)
-            return (float(bx0), float(by0), float(bx1), float(by1))
-        return (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
+        return known if known is not None else upright_box(thing.bbox, self.from_page)
 
     def lines(self, lines: list[Line]) -> list[Line]:
         """Copies of ``lines`` (and their words) with their boxes in the frame."""

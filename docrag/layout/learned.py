@@ -43,7 +43,7 @@ from docrag.layout.geometry import big_enough, box_candidates, drawings, image_b
 from docrag.layout.grouping import FIGURE_BLOCKS, holds_prose, region_lines
 from docrag.layout.raster_boxes import find_boxes, picture_share
 from docrag.layout.regions import at_most, born_digital, find_regions, finish_regions, grid_tables, ruled_segments
-from docrag.layout.scan_rules import covered, holds_tables, split_stacked, without_repeats
+from docrag.layout.scan_rules import covered, figures_only, holds_tables, split_stacked, without_repeats
 from docrag.layout.tables import borderless_tables
 from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, union
 
@@ -97,8 +97,9 @@ class LearnedLayout(HeuristicLayout):
         if born_digital(src, lines):
             regions = born_digital_regions(src, lines)
         else:
-            regions = scanned_regions(src, lines, raster if raster is not None else src.render(200))
-        return finish_regions(regions, lines)
+            raster = raster if raster is not None else src.render(200)
+            regions = scanned_regions(src, lines, raster)
+        return finish_regions(regions, lines, raster)
 
 
 # ---------------------------------------------------------------- born-digital pages
@@ -260,7 +261,7 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
         if d.label == "table" and big_enough(pt(d.box)) and not _holds_prose(pt(d.box), lines):
             _add_new(tables, Region("table", pt(d.box), score=d.score, source="picodet"))
     for kind, b in boxes:
-        if kind == "stack":
+        if kind == "stack" and not figures_only(pt(b), lines):
             _add_new(tables, Region("table", pt(b), score=0.6, source="raster-stack"))
     for r in heuristic:
         if r.kind == "table":

@@ -23,7 +23,7 @@ from docrag.types import BBox, Line, Region, area, inside_share
 if TYPE_CHECKING:
     from docrag.layout.picodet import LayoutBox
 
-__all__ = ["split_stacked", "holds_tables", "covered", "without_repeats"]
+__all__ = ["split_stacked", "holds_tables", "covered", "without_repeats", "figures_only"]
 
 # A model box holding another of its kind that spans 90 % of it across, sits within 10 % of one end
 # and takes at most 70 % of its length is two stacked regions (:func:`split_stacked`).
@@ -75,9 +75,13 @@ def _rest(outer: BBox, inner: BBox) -> BBox | None:
 
 def holds_tables(table: Region, tables: list[Region]) -> bool:
     """A model table holding two or more other tables: a block of tables (a spec sheet's column,
-    two columns of them) the model took for one; the parts are the tables."""
+    two columns of them) the model took for one; the parts are the tables.
+
+    Borderless tables (number columns, ``source="columns"``) do not count: their finder cuts one
+    table at each row that is not number columns (a subheading inside it), so two of them inside
+    a model table are that table's parts."""
     return table.source == "picodet" and sum(
-        o is not table and inside_share(o.bbox, table.bbox) > 0.8 for o in tables) >= 2
+        o is not table and o.source != "columns" and inside_share(o.bbox, table.bbox) > 0.8 for o in tables) >= 2
 
 
 def covered(box: BBox, tables: list[Region]) -> float:
@@ -112,3 +116,26 @@ def without_repeats(tables: list[Region], lines: list[Line]) -> list[Region]:
                 (mine and mine <= set().union(*(held[id(o)] for o in rest))):
             kept.remove(t)
     return kept
+
+
+def figures_only(box: BBox, lines: list[Line]) -> bool:
+    """Whether every line in ``box`` is figures (amounts, dashes, currency signs), and there are some.
+
+    The rules under a statement's subtotals stack into a box around one of its number
+    columns: that is a column of a table whose row labels lie outside it, not a table.
+    Taken for one, it would take the numbers from their rows (the page's borderless
+    tables are found among the lines no region holds).
+
+    >>> from docrag.types import Line
+    >>> column = [Line("21,803", (430, 180, 470, 190)), Line("$ 5,433", (440, 200, 470, 210))]
+    >>> figures_only((425, 170, 515, 310), column), figures_only((425, 170, 515, 310), [Line("Total 12", (430, 180, 470, 190))])
+    (True, False)
+    """
+    from docrag.layout.grouping import INSIDE
+    from docrag.layout.tables import NUMERIC_RE
+
+    inside = [ln for ln in lines if inside_share(ln.bbox, box) >= INSIDE]
+    return bool(inside) and all(NUMERIC_RE.match(tok) or tok in _SIGNS for ln in inside for tok in ln.text.split())
+
+
+_SIGNS = frozenset("$€£%")
