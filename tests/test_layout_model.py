@@ -341,3 +341,32 @@ def test_scanned_statements_are_tables_each_line_in_one_and_no_figure(ocr_pages,
             others = set().union(*(h for j, h in enumerate(held) if j != i))
             assert not mine <= others, (page.number, tables[i])
 
+
+@pytest.mark.skipif(not FILINGS.exists(), reason="shared/data/filings-dev not found")
+def test_a_scanned_covers_text_blocks_are_no_figures(ocr_pages, tmp_path: Path) -> None:
+    # A real 10-Q cover (NVIDIA, April 2023) through the fixtures' scan simulator. The model boxed its
+    # registrant block and its check-box paragraphs as figures, which took their text out of the page's
+    # running text: the registrant's name was not found, and the company was read as "NVIDIA Company".
+    import zlib
+
+    import pymupdf
+
+    sys.path.insert(0, str(ROOT / "fixtures"))
+    import make_fixtures as MF
+    import make_visual_fixtures as MV
+
+    from docrag.chunk.context import document_profile
+    from docrag.layout.grouping import region_lines
+
+    page = pymupdf.open(FILINGS / "nvidia_10q_2023-04-30.pdf")[0]
+    scan = pymupdf.open()
+    copy = scan.new_page(width=page.rect.width, height=page.rect.height)
+    rng = np.random.default_rng(zlib.crc32(b"nvidia_10q_2023-04-30.pdf"))  # as bench/filings.py --scanned
+    copy.insert_image(copy.rect, stream=MF.jpeg_bytes(MV.degrade(page, MV.SKEWS[0], rng)))
+    scan.save(tmp_path / "cover.pdf")
+    (read,) = ocr_pages(tmp_path / "cover.pdf")
+    for r in read.regions:
+        if r.kind in ("figure", "chart"):
+            held = " ".join(read.lines[i].text for i in region_lines(r, read.lines))
+            assert "registrant" not in held and "check mark" not in held, (r, held)
+    assert document_profile([read], {}, "cover.pdf")["company"].lower() == "nvidia corporation"

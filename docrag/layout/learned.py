@@ -45,7 +45,7 @@ from docrag.layout.raster_boxes import find_boxes, picture_share
 from docrag.layout.regions import at_most, born_digital, find_regions, finish_regions, grid_tables, ruled_segments
 from docrag.layout.scan_rules import covered, figures_only, holds_tables, split_stacked, without_repeats
 from docrag.layout.tables import borderless_tables
-from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, union
+from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, text_height, union
 
 if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster
@@ -70,6 +70,9 @@ OVERSIZE = 0.6
 TEXT_HEAVY_WORDS = 300
 # A model figure box gathers the page objects lying mostly (70 %) inside it grown by this many points.
 GROUP_PAD = 6.0
+# A picture whose text lines cover more than this share of it is text (on born-digital pages, text
+# over a tint or a photo behind it; on scans, text on plain paper the model boxed as a figure).
+TEXT_COVER = 0.3
 # Two boxes this alike are one region.
 SAME_BOX = 0.7
 # A multi-panel figure: its caption starts "Fig. 3", "Figure", "Chart"... (tables are never grouped).
@@ -144,10 +147,10 @@ def born_digital_regions(src: PageSource, lines: list[Line]) -> list[Region]:
 
 def _behind_text(box: BBox, lines: list[Line]) -> bool:
     """An image under running text (a tinted panel, a background photo), as the heuristic tells it:
-    text lines cover over 30 % of it, or six or more lines of 25 characters on average lie on it."""
+    text lines cover over ``TEXT_COVER`` of it, or six or more lines of 25 characters on average lie on it."""
     inside = [ln for ln in lines if inside_share(ln.bbox, box) > 0.5]
     prose = len(inside) >= 6 and sum(len(ln.text) for ln in inside) / len(inside) >= 25
-    return prose or sum(area(ln.bbox) for ln in inside) > 0.3 * area(box)
+    return prose or sum(area(ln.bbox) for ln in inside) > TEXT_COVER * area(box)
 
 
 def _good_table(box: BBox, lines: list[Line], page_area: float) -> bool:
@@ -268,10 +271,26 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
             _add_new(tables, r)
     tables = without_repeats([t for t in tables if not holds_tables(t, tables)], lines)
     figures: list[Region] = []
+    text_px: list[tuple[float, float, float, float]] = []
+
+    def text_on_paper(box: tuple[float, float, float, float]) -> bool:
+        """Text over paper, not a picture: a cover's or a form's text block the model boxed (running
+        text, or lines of type covering over ``TEXT_COVER`` of it, as ``_behind_text`` tells on
+        born-digital pages), where the pixels around the text do not look like a picture."""
+        inside = [ln for ln in lines if inside_share(ln.bbox, pt(box)) > 0.5]
+        typed = sum((ln.bbox[2] - ln.bbox[0]) * text_height(ln.bbox, ln.source) for ln in inside)
+        if not holds_prose(inside) and typed <= TEXT_COVER * area(pt(box)):
+            return False
+        if not text_px:
+            text_px.extend(_px_box(small, ln.bbox) for ln in lines)
+        return picture_share(small.image, box, text_px, small.dpi / 72.0) < PICTURE_SHARE
+
     for d in found:
         # A "figure" whose text reads as number columns is a table the model mistook, as on
-        # born-digital pages; the tables found above keep what of it they hold.
-        if d.label == "figure" and covered(pt(d.box), tables) <= 0.6 and not _reads_as_table(pt(d.box), lines):
+        # born-digital pages; the tables found above keep what of it they hold. One that is
+        # text on plain paper is that text.
+        if d.label == "figure" and covered(pt(d.box), tables) <= 0.6 and not _reads_as_table(pt(d.box), lines) \
+                and not text_on_paper(d.box):
             region = Region("figure", pt(d.box), score=d.score, source="picodet")
             if _add_new(figures, region):
                 region.kind, region.subtype = _classify(_crop_px(small.image, d.box))
@@ -280,9 +299,10 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
             _add_new(figures, r)
     faint = [d for d in detected if d.label == "figure" and d.score < CONF_SCAN]
     if faint:  # a faint model figure is kept where its pixels are a picture: the two agree
-        text = [_px_box(small, ln.bbox) for ln in lines]
+        if not text_px:
+            text_px.extend(_px_box(small, ln.bbox) for ln in lines)
         for d in faint:
-            if picture_share(small.image, d.box, text, small.dpi / 72.0) >= PICTURE_SHARE \
+            if picture_share(small.image, d.box, text_px, small.dpi / 72.0) >= PICTURE_SHARE \
                     and covered(pt(d.box), tables) <= 0.6:
                 region = Region("figure", pt(d.box), score=d.score, source="picodet+pixels")
                 if _add_new(figures, region):
