@@ -13,7 +13,6 @@ regions without one are kept. Borderless tables and Markdown rows come from
 [0]
 """
 
-
 from __future__ import annotations
 
 from typing import TYPE_CHECKING, Iterator

@@ -18,6 +18,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Callable
 
+from docrag.layout.grouping import INSIDE, region_lines
+from docrag.layout.tables import NUMERIC_RE
 from docrag.types import BBox, Line, Region, area, inside_share
 
 if TYPE_CHECKING:
@@ -30,6 +32,8 @@ __all__ = ["split_stacked", "holds_tables", "covered", "without_repeats", "figur
 STACK_SPAN, STACK_END, STACK_PART = 0.9, 0.1, 0.7
 # A table with this share of its box inside another table is part of it (:func:`without_repeats`).
 NESTED = 0.8
+# Tokens a line of figures may hold besides the figures (:func:`figures_only`).
+_SIGNS = frozenset("$€£%")
 
 
 def split_stacked(found: list[LayoutBox], text: Callable[[BBox], bool]) -> list[LayoutBox]:
@@ -105,8 +109,6 @@ def without_repeats(tables: list[Region], lines: list[Line]) -> list[Region]:
     >>> [t.bbox for t in without_repeats([big, part], rows)]
     [(0, 0, 100, 100)]
     """
-    from docrag.layout.grouping import region_lines
-
     held = {id(t): set(region_lines(t, lines)) for t in tables}
     kept = list(tables)
     for t in sorted(tables, key=lambda r: area(r.bbox)):
@@ -131,11 +133,6 @@ def figures_only(box: BBox, lines: list[Line]) -> bool:
     >>> figures_only((425, 170, 515, 310), column), figures_only((425, 170, 515, 310), [Line("Total 12", (430, 180, 470, 190))])
     (True, False)
     """
-    from docrag.layout.grouping import INSIDE
-    from docrag.layout.tables import NUMERIC_RE
-
     inside = [ln for ln in lines if inside_share(ln.bbox, box) >= INSIDE]
     return bool(inside) and all(NUMERIC_RE.match(tok) or tok in _SIGNS for ln in inside for tok in ln.text.split())
 
-
-_SIGNS = frozenset("$€£%")
