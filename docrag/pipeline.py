@@ -22,7 +22,7 @@ from docrag.errors import DocragError, LoadError
 from docrag.io import PageSource, Raster, assess_text_layer, open_document
 from docrag.layout import get_layout
 from docrag.layout.reading_order import join_line_fragments, split_line_at_gaps, words_to_line
-from docrag.layout.regions import upright_box
+from docrag.layout.regions import corners, framed_lines, page_to_frame, upright_box
 from docrag.types import BBox, Block, Line, Page, Region, Word, inside_share, union
 
 __all__ = ["process_page", "read_page", "read_document", "failed_page", "page_time_limit", "ocr_page", "ocr_lines", "OcrRead"]
@@ -365,12 +365,12 @@ def ocr_page(raster: Raster, options: ReadingOptions, page: Page | None = None, 
         return (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
 
     def to_page(box: BBox) -> BBox:
-        return view.box_points(np.asarray(_corners(box), dtype=np.float64) / scale)
+        return view.box_points(corners(box) / scale)
 
     lines: list[Line] = []
     for rec in found:
         words = [
-            Word(text=t, bbox=frame_box(np.asarray(_corners(box))), confidence=rec.confidence)
+            Word(text=t, bbox=frame_box(corners(box)), confidence=rec.confidence)
             for t, box in rec.words
             if t.strip()
         ] or [Word(text=rec.text.strip(), bbox=frame_box(rec.quad), confidence=rec.confidence)]
@@ -402,9 +402,7 @@ class ReadingFrame:
             for line in block.lines:
                 boxes[id(line)] = line.bbox
                 boxes.update((id(w), w.bbox) for w in line.words)
-        m = np.asarray(read.view.to_points, dtype=np.float64)  # view pixels -> page points
-        inv = np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2] * (72.0 / read.view.dpi)
-        return cls(boxes, inv, read.width, read.height)
+        return cls(boxes, page_to_frame(read.view), read.width, read.height)
 
     def box(self, thing: Line | Word | Region) -> BBox:
         """``thing``'s box in the frame: the one it was read with, else the upright box in the frame
@@ -419,8 +417,7 @@ class ReadingFrame:
 
     def lines(self, lines: list[Line]) -> list[Line]:
         """Copies of ``lines`` (and their words) with their boxes in the frame."""
-        return [Line(ln.text, self.box(ln), ln.confidence, [Word(w.text, self.box(w), w.confidence)
-                                                            for w in ln.words], ln.source) for ln in lines]
+        return framed_lines(lines, self.box)
 
     def table(self, region: Region, lines: list[Line]) -> tuple[Region, list[Line]]:
         """``region`` and ``lines`` in the frame, for :func:`~docrag.layout.tables.table_to_markdown`
@@ -462,11 +459,6 @@ def _to_page(block: Block, to_page: Callable[[BBox], BBox]) -> None:
     for line in block.lines:
         _line_to_page(line, to_page)
     block.bbox = union([ln.bbox for ln in block.lines])
-
-
-def _corners(box: tuple[float, float, float, float]) -> list[tuple[float, float]]:
-    x0, y0, x1, y1 = box
-    return [(x0, y0), (x1, y0), (x1, y1), (x0, y1)]
 
 
 def _inside_any(box: BBox, regions: list[BBox]) -> bool:

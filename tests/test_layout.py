@@ -110,7 +110,8 @@ def test_a_tilted_scan_is_laid_out_again_around_its_boxes_where_it_was_read() ->
     import numpy as np
 
     from docrag.layout.grouping import group_regions
-    from docrag.pipeline import ReadingFrame, _corners
+    from docrag.layout.regions import corners
+    from docrag.pipeline import ReadingFrame
     from docrag.types import Region, Word
 
     def column(name: str, x0: float, y0: float, n: int) -> list[Line]:
@@ -128,7 +129,7 @@ def test_a_tilted_scan_is_laid_out_again_around_its_boxes_where_it_was_read() ->
     rot = np.array([[np.cos(angle), -np.sin(angle), 20.0], [np.sin(angle), np.cos(angle), -5.0]])
 
     def to_page(box):
-        pts = np.asarray(_corners(box)) @ rot[:, :2].T + rot[:, 2]
+        pts = corners(box) @ rot[:, :2].T + rot[:, 2]
         return (*pts.min(axis=0), *pts.max(axis=0))
 
     layout = get_layout("heuristic")
@@ -154,7 +155,8 @@ def test_a_tilted_scan_is_laid_out_again_around_its_boxes_where_it_was_read() ->
 def test_a_region_box_maps_back_to_the_upright_box_it_was_found_as(degrees: float) -> None:
     import numpy as np
 
-    from docrag.pipeline import ReadingFrame, _corners
+    from docrag.layout.regions import corners
+    from docrag.pipeline import ReadingFrame
     from docrag.types import Region
 
     angle = np.radians(degrees)
@@ -163,7 +165,7 @@ def test_a_region_box_maps_back_to_the_upright_box_it_was_found_as(degrees: floa
     view = type("View", (), {"to_points": to_points, "dpi": 144.0})()
     frame = ReadingFrame.of(type("Read", (), {"view": view, "width": 612.0, "height": 792.0})(), [])
     upright = (40.0, 100.0, 420.0, 180.0)  # points in the frame: pixels * 72 / 144
-    pts = np.asarray(_corners(upright)) * 2 @ to_points[:, :2].T + to_points[:, 2]
+    pts = corners(upright) * 2 @ to_points[:, :2].T + to_points[:, 2]
     region = Region(kind="figure", bbox=(*pts.min(axis=0), *pts.max(axis=0)))
     assert frame.box(region) == pytest.approx(upright, abs=1e-6)
 
@@ -174,7 +176,8 @@ def test_a_tilted_scans_table_is_put_in_rows_where_it_was_read() -> None:
     import numpy as np
 
     from docrag.layout.tables import table_to_markdown
-    from docrag.pipeline import ReadingFrame, _corners
+    from docrag.layout.regions import corners
+    from docrag.pipeline import ReadingFrame
     from docrag.types import Block, Region
 
     rows = [["Year", "Revenue", "Cost", "Margin"], ["2022", "1,200", "800", "400"], ["2023", "1,500", "900", "600"]]
@@ -187,7 +190,7 @@ def test_a_tilted_scans_table_is_put_in_rows_where_it_was_read() -> None:
                             [Block(lines=frame_lines, bbox=(60, 300, 600, 330))])
 
     def to_page(box):
-        pts = np.asarray(_corners(box)) @ rot[:, :2].T + rot[:, 2]
+        pts = corners(box) @ rot[:, :2].T + rot[:, 2]
         return (*pts.min(axis=0), *pts.max(axis=0))
 
     for line in frame_lines:

@@ -42,7 +42,8 @@ from docrag.layout.classify import classify_image
 from docrag.layout.geometry import big_enough, box_candidates, drawings, image_boxes, vector_clusters
 from docrag.layout.grouping import FIGURE_BLOCKS, holds_prose, region_lines
 from docrag.layout.raster_boxes import find_boxes, picture_share
-from docrag.layout.regions import at_most, born_digital, find_regions, finish_regions, grid_tables, ruled_segments
+from docrag.layout.regions import (at_most, born_digital, corners, find_regions, finish_regions, grid_tables,
+                                   ruled_segments)
 from docrag.layout.scan_rules import covered, figures_only, holds_tables, split_stacked, without_repeats
 from docrag.layout.tables import borderless_tables
 from docrag.types import BBox, Line, Region, RegionKind, area, inside_share, iou, text_height, union
@@ -123,7 +124,7 @@ def born_digital_regions(src: PageSource, lines: list[Line]) -> list[Region]:
         from docrag.layout.picodet import load_picodet
 
         raster = src.render(RASTER_DPI)
-        found = [(d.label, d.score, raster.box_points(_corners(d.box)))
+        found = [(d.label, d.score, raster.box_points(corners(d.box)))
                  for d in load_picodet().detect(raster.image, conf=CONF_BORN)]
         for label, score, box in found:
             if label == "table" and _good_table(box, lines, width * height) \
@@ -252,7 +253,7 @@ def scanned_regions(src: PageSource, lines: list[Line], raster: Raster) -> list[
         r.caption = r.caption_bbox = None  # linked again over the fused set
 
     def pt(box: tuple[float, float, float, float]) -> BBox:
-        return small.box_points(_corners(box))
+        return small.box_points(corners(box))
 
     detected = sorted(load_picodet().detect(small.image, conf=CONF_FAINT), key=lambda d: -d.score)
     found = [d for d in detected if d.score >= CONF_SCAN]
@@ -350,15 +351,10 @@ def _in_any(box: BBox, regions: list[Region], share: float) -> bool:
     return any(inside_share(box, r.bbox) > share for r in regions)
 
 
-def _corners(box: tuple[float, float, float, float]) -> np.ndarray:
-    x0, y0, x1, y1 = box
-    return np.array([[x0, y0], [x1, y0], [x1, y1], [x0, y1]], dtype=np.float64)
-
-
 def _px_box(raster: Raster, box: BBox) -> tuple[float, float, float, float]:
     """A page-point box in the pixels of ``raster``."""
     inv = np.linalg.inv(np.vstack([raster.to_points, [0.0, 0.0, 1.0]]))[:2]
-    px = _corners(box) @ inv[:, :2].T + inv[:, 2]
+    px = corners(box) @ inv[:, :2].T + inv[:, 2]
     (x0, y0), (x1, y1) = px.min(axis=0), px.max(axis=0)
     return float(x0), float(y0), float(x1), float(y1)
 

@@ -15,7 +15,7 @@ regions without one are kept. Borderless tables and Markdown rows come from
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterator
+from typing import TYPE_CHECKING, Callable, Iterator
 
 import numpy as np
 
@@ -28,7 +28,7 @@ if TYPE_CHECKING:
     from docrag.io.document import PageSource, Raster
 
 __all__ = ["find_regions", "finish_regions", "lines_inside", "born_digital", "ruled_segments", "clipped_paths",
-           "grid_tables", "clusters", "at_most", "upright_box"]
+           "grid_tables", "clusters", "at_most", "upright_box", "page_to_frame", "framed_lines", "corners"]
 
 # Distances in points.
 GAP = 8.0             # vector paths closer than this belong to one figure
@@ -387,22 +387,29 @@ def _borderless(lines: list[Line], raster: Raster | None) -> list[Region]:
     m = None if raster is None else np.asarray(raster.to_points, np.float64)
     if m is None or abs(np.arctan2(m[1, 0], m[0, 0])) < LEVEL:
         return borderless_tables(lines)
-    scale = raster.dpi / 72.0  # the frame in points: raster pixels over the points per pixel
-    to_page = m @ np.diag([1.0 / scale, 1.0 / scale, 1.0])
-    from_page = np.linalg.inv(np.vstack([to_page, [0.0, 0.0, 1.0]]))[:2]
+    from_page = page_to_frame(raster)
+    tables = borderless_tables(framed_lines(lines, lambda thing: upright_box(thing.bbox, from_page)))
+    for table in tables:
+        table.bbox = raster.box_points(corners(table.bbox) * (raster.dpi / 72.0))
+    return tables
 
-    def framed(box: BBox) -> BBox:
-        return upright_box(box, from_page)
 
-    upright = [Line(ln.text, framed(ln.bbox), ln.confidence,
-                    [Word(w.text, framed(w.bbox), w.confidence) for w in ln.words], ln.source) for ln in lines]
-    out = []
-    for table in borderless_tables(upright):
-        x0, y0, x1, y1 = table.bbox
-        pts = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64) @ to_page[:, :2].T + to_page[:, 2]
-        table.bbox = (float(pts[:, 0].min()), float(pts[:, 1].min()), float(pts[:, 0].max()), float(pts[:, 1].max()))
-        out.append(table)
-    return out
+def page_to_frame(raster: Raster) -> np.ndarray:
+    """The 2x3 affine from page points to ``raster``'s frame, in points (its pixels at 72 dpi)."""
+    m = np.asarray(raster.to_points, np.float64)
+    return np.linalg.inv(np.vstack([m, [0.0, 0.0, 1.0]]))[:2] * (72.0 / raster.dpi)
+
+
+def framed_lines(lines: list[Line], box: Callable[[Line | Word], BBox]) -> list[Line]:
+    """Copies of ``lines`` (and their words) with the boxes ``box`` gives them (in a reading frame)."""
+    return [Line(ln.text, box(ln), ln.confidence, [Word(w.text, box(w), w.confidence) for w in ln.words], ln.source)
+            for ln in lines]
+
+
+def corners(box: BBox) -> np.ndarray:
+    """The four corners of ``box``, clockwise from top left, as a (4, 2) array."""
+    x0, y0, x1, y1 = box
+    return np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64)
 
 
 def upright_box(box: BBox, from_page: np.ndarray) -> BBox:
@@ -430,7 +437,7 @@ def upright_box(box: BBox, from_page: np.ndarray) -> BBox:
     det = c * c - s * s
     w, h = (wide * c - tall * s) / det, (tall * c - wide * s) / det
     if w <= 0 or h <= 0:  # no upright box has this outline: the corners mapped back
-        pts = np.array([(x0, y0), (x1, y0), (x1, y1), (x0, y1)], np.float64) @ a.T + t
+        pts = corners(box) @ a.T + t
         (bx0, by0), (bx1, by1) = pts.min(axis=0), pts.max(axis=0)
         return (float(bx0), float(by0), float(bx1), float(by1))
     return (float(cx - w / 2), float(cy - h / 2), float(cx + w / 2), float(cy + h / 2))
