@@ -305,7 +305,7 @@ def test_corrupt_cache_is_exported_again(tiny_model: Path, tmp_path: Path) -> No
 
 
 def test_cache_files_are_replaced_atomically(tmp_path: Path) -> None:
-    from docrag.embed.onnx import _replace_atomically
+    from docrag.files import replace_atomically
 
     dest = tmp_path / "model.onnx"
     dest.write_bytes(b"old")
@@ -315,9 +315,9 @@ def test_cache_files_are_replaced_atomically(tmp_path: Path) -> None:
         raise KeyboardInterrupt  # a writer killed midway
 
     with pytest.raises(KeyboardInterrupt):
-        _replace_atomically(crash, dest)
+        replace_atomically(crash, dest)
     assert dest.read_bytes() == b"old" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
-    _replace_atomically(lambda tmp: tmp.write_bytes(b"new"), dest)
+    replace_atomically(lambda tmp: tmp.write_bytes(b"new"), dest)
     assert dest.read_bytes() == b"new" and [p.name for p in tmp_path.iterdir()] == ["model.onnx"]
     assert dest.stat().st_mode & 0o777 == 0o644  # a shared cache stays readable
 

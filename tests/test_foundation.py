@@ -16,7 +16,7 @@ from docrag.types import Block, Chunk, Hit, Line, Page, Word
 
 PKG = Path(docrag.__file__).parent
 
-FOUNDATION = {"types", "errors", "config", "registry"}
+FOUNDATION = {"types", "errors", "config", "registry", "files"}
 
 # Data flows one way (DESIGN.md). Each row is a layer, first to last; a module may
 # import only from its own layer and the rows above it. Names are the package's

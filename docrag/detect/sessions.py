@@ -57,8 +57,12 @@ def make_session(path: Path, num_threads: int, streams: int = 1, runtime: str | 
     """A CPU session on the ONNX file ``path``: ``num_threads`` threads a run, ``streams`` runs at once.
 
     ``streams`` > 1 is for callers that run the session from that many threads at
-    once (the recognizer's line batches); onnxruntime needs nothing for it.
+    once (the recognizer's line batches); onnxruntime needs nothing for it. The file
+    runs with :func:`docrag.detect.graphs.cheaper_model`'s rewrites.
     """
+    from docrag.detect.graphs import cheaper_model
+
+    path = cheaper_model(Path(path))
     if session_runtime(runtime) == "openvino":
         return OpenVinoSession(path, num_threads, streams)
     try:

@@ -20,22 +20,19 @@ operators are single-threaded (see :class:`OnnxEmbedder` for why).
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import json
-import os
-import tempfile
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from functools import lru_cache
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import numpy as np
 
 from docrag.embed import EMBEDDERS, TextEmbedder, check_vectors
 from docrag.config import default_threads, environment
 from docrag.errors import ModelError
+from docrag.files import file_sha256, locked, replace_atomically, sha256_of
 
 __all__ = ["OnnxEmbedder", "export_model", "cache_root", "EXPORT_RECIPE"]
 
@@ -60,25 +57,10 @@ def _weights_file(model_dir: Path) -> Path:
     raise ModelError(f"{model_dir}: no {' or '.join(_WEIGHT_FILES)}; pass the directory of a BERT-style sentence-transformers model")
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
-@lru_cache(maxsize=16)
-def _sha256_cached(path: str, size: int, mtime_ns: int) -> str:
-    # The weights file is ~90 MB: hash it once per process and per version of the file.
-    return _sha256(Path(path))
-
-
 def _model_key(model_dir: Path) -> str:
     weights = _weights_file(model_dir)
-    st = weights.stat()
     h = hashlib.sha256()
-    h.update(_sha256_cached(str(weights), st.st_size, st.st_mtime_ns).encode())
+    h.update(sha256_of(weights).encode())
     for name in ("config.json", "tokenizer.json"):
         if (model_dir / name).is_file():
             h.update((model_dir / name).read_bytes())
@@ -91,36 +73,6 @@ def _max_seq_length(model_dir: Path) -> int:
         return int(json.loads((model_dir / "sentence_bert_config.json").read_text())["max_seq_length"])
     except (OSError, KeyError, ValueError):
         return 256
-
-
-@contextlib.contextmanager
-def _locked(directory: Path) -> Iterator[None]:
-    """An exclusive lock on ``directory`` so two processes do not export at once."""
-    directory.mkdir(parents=True, exist_ok=True)
-    try:
-        import fcntl
-    except ImportError:  # Windows: atomic replace alone keeps the file whole
-        yield
-        return
-    with open(directory / ".lock", "w") as fh:
-        fcntl.flock(fh, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(fh, fcntl.LOCK_UN)
-
-
-def _replace_atomically(write: Any, dest: Path) -> None:
-    """Call ``write(tmp_path)`` and move the result onto ``dest`` in one step."""
-    fd, tmp = tempfile.mkstemp(dir=dest.parent, prefix=dest.name + ".", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache must stay readable
-        os.replace(tmp, dest)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def _export_fp32(model_dir: Path, dest: Path) -> dict[str, Any]:
@@ -163,7 +115,7 @@ def _export_fp32(model_dir: Path, dest: Path) -> dict[str, Any]:
             )
         _fuse(tmp, encoder.config)
 
-    _replace_atomically(write, dest)
+    replace_atomically(write, dest)
     return {"torch": torch.__version__}
 
 
@@ -215,7 +167,7 @@ def _quantize(src: Path, dest: Path) -> None:
         finally:
             root.setLevel(level)
 
-    _replace_atomically(write, dest)
+    replace_atomically(write, dest)
 
 
 def _valid(path: Path) -> bool:
@@ -223,15 +175,15 @@ def _valid(path: Path) -> bool:
     meta = path.with_name(path.name + ".json")
     try:
         info = json.loads(meta.read_text())
-        return path.stat().st_size == info["size"] and _sha256(path) == info["sha256"]
+        return path.stat().st_size == info["size"] and file_sha256(path) == info["sha256"]
     except (OSError, ValueError, KeyError, TypeError):
         return False
 
 
 def _record(path: Path, **extra: Any) -> None:
-    info = {"size": path.stat().st_size, "sha256": _sha256(path), "recipe": EXPORT_RECIPE, **extra}
+    info = {"size": path.stat().st_size, "sha256": file_sha256(path), "recipe": EXPORT_RECIPE, **extra}
     meta = path.with_name(path.name + ".json")
-    _replace_atomically(lambda tmp: tmp.write_text(json.dumps(info, indent=1)), meta)
+    replace_atomically(lambda tmp: tmp.write_text(json.dumps(info, indent=1)), meta)
 
 
 def export_model(model_dir: str | Path, quantize: bool = False, cache_dir: str | Path | None = None) -> Path:
@@ -249,7 +201,7 @@ def export_model(model_dir: str | Path, quantize: bool = False, cache_dir: str |
     target = folder / "model.int8.onnx" if quantize else fp32
     if _valid(target):
         return target
-    with _locked(folder):
+    with locked(folder):
         if not _valid(fp32):  # another process may have finished while we waited
             extra = _export_fp32(model_dir, fp32)
             _record(fp32, source=str(model_dir), **extra)

@@ -16,7 +16,6 @@ back to page points.
 
 from __future__ import annotations
 
-import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterator
@@ -24,6 +23,7 @@ from typing import TYPE_CHECKING, Any, Iterator
 import numpy as np
 
 from docrag.errors import LoadError
+from docrag.files import file_sha256
 from docrag.io.sniff import FileType, sniff
 from docrag.types import BBox, Word
 
@@ -49,15 +49,6 @@ _MODE_BYTES = {"1": 1, "L": 1, "P": 1, "I;16": 2, "I;16B": 2, "I;16L": 2}
 # The page last rasterized in this process (MuPDF's cache of decoded images is per process):
 # see PageSource._free_other_pages.
 _last_rendered: tuple[int, int] | None = None
-
-
-def file_sha256(path: str | Path) -> str:
-    """Hex sha256 of the file's bytes (the document id)."""
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 @dataclass
