@@ -87,6 +87,7 @@ class PageSource:
         self._frame: Any = None
         self._size = (0, 0)  # an image frame's pixels
         self._words: list[tuple] | None = None
+        self._images: list[BBox] | None = None
         self._reduced: Raster | None = None  # an image frame decoded at reduced scale
         self.width = self.height = 0.0
         self.rotation = 0
@@ -165,15 +166,15 @@ class PageSource:
         self._check()
         if self._page is None:
             return [(0.0, 0.0, self.width, self.height)]
-        boxes = []
-        try:
-            infos = self._page.get_image_info()
-        except Exception as exc:
-            raise LoadError(self.doc.source, f"page content unreadable ({_first_line(exc)})", page=self.number) from None
-        for info in infos:
-            x0, y0, x1, y1 = info["bbox"]
-            boxes.append((max(0.0, x0), max(0.0, y0), min(self.width, x1), min(self.height, y1)))
-        return [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+        if self._images is None:  # found once per page: MuPDF builds a text page to find them
+            try:
+                infos = self._page.get_image_info()
+            except Exception as exc:
+                raise LoadError(self.doc.source, f"page content unreadable ({_first_line(exc)})", page=self.number) from None
+            boxes = [(max(0.0, x0), max(0.0, y0), min(self.width, x1), min(self.height, y1))
+                     for x0, y0, x1, y1 in (info["bbox"] for info in infos)]
+            self._images = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
+        return list(self._images)
 
     def render(self, dpi: int = 300) -> Raster:
         """Rasterize the page as displayed (rotation applied) at ``dpi``.

@@ -16,6 +16,7 @@ True
 from __future__ import annotations
 
 import unicodedata
+from collections import Counter
 from dataclasses import dataclass
 
 from docrag.types import BBox, Word
@@ -47,10 +48,11 @@ def assess_text_layer(words: list[Word], width: float, height: float, image_boxe
         if cover > 0.0:
             return TextLayerVerdict(False, f"no text layer ({n} characters) and images cover {cover:.0%} of the page", n, cover)
         return TextLayerVerdict(False, f"no text layer ({n} characters)", n, cover)
-    printable = sum(1 for c in text if _is_clean(c)) / n
+    counts = Counter(text)  # a page's few distinct characters are classified once each
+    printable = sum(k for c, k in counts.items() if _is_clean(c)) / n
     if printable < MIN_PRINTABLE:
         return TextLayerVerdict(False, f"text layer is {1 - printable:.0%} unprintable or replacement glyphs", n, cover)
-    alnum = sum(1 for c in text if c.isalnum()) / n
+    alnum = sum(k for c, k in counts.items() if c.isalnum()) / n
     if alnum < MIN_ALNUM:
         return TextLayerVerdict(False, f"text layer is glyph soup ({alnum:.0%} letters or digits)", n, cover)
     mean_len = n / len(words)

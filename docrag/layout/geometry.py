@@ -56,14 +56,14 @@ def _clip(b: BBox, width: float, height: float) -> BBox:
     return _intersect(b, (0.0, 0.0, width, height))
 
 
-def image_boxes(page: Any, width: float, height: float) -> list[BBox]:
-    """Boxes of the raster images placed on a PyMuPDF page, big enough and not blank.
+def image_boxes(page: Any, placed: list[BBox], width: float, height: float) -> list[BBox]:
+    """Boxes of the raster images ``placed`` on a PyMuPDF page, big enough and not blank.
 
     An image drawn twice at one spot (or inside a bigger copy) counts once.
     """
     out = []
-    for info in page.get_image_info():
-        b = _clip(tuple(float(v) for v in info["bbox"]), width, height)
+    for box in placed:
+        b = _clip(tuple(float(v) for v in box), width, height)  # type: ignore[arg-type]
         if big_enough(b) and not _blank(page, b):
             out.append(b)
     keep: list[BBox] = []
