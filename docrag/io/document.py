@@ -155,26 +155,31 @@ class PageSource:
         if self._page is None:
             return []
         if self._words is None:
-            try:
-                self._words = self._page.get_text("words", sort=False)
-            except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
-                raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
-        return self._words
+            self._read_text_page()
+        return self._words  # type: ignore[return-value]
+
+    def _read_text_page(self) -> None:
+        """Words and placed images from one MuPDF text page (building one is most of the cost of either)."""
+        import pymupdf
+
+        try:
+            tp = self._page.get_textpage(flags=pymupdf.TEXTFLAGS_WORDS | pymupdf.TEXT_PRESERVE_IMAGES)
+            words = self._page.get_text("words", sort=False, textpage=tp)
+            infos = tp.extractIMGINFO()
+        except Exception as exc:  # MuPDF raises plain RuntimeErrors on broken content
+            raise LoadError(self.doc.source, f"text layer unreadable ({_first_line(exc)})", page=self.number) from None
+        boxes = [(max(0.0, x0), max(0.0, y0), min(self.width, x1), min(self.height, y1))
+                 for x0, y0, x1, y1 in (info["bbox"] for info in infos)]
+        self._words, self._images = words, [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
 
     def image_boxes(self) -> list[BBox]:
         """Boxes (page points) where raster images are drawn on this page."""
         self._check()
         if self._page is None:
             return [(0.0, 0.0, self.width, self.height)]
-        if self._images is None:  # found once per page: MuPDF builds a text page to find them
-            try:
-                infos = self._page.get_image_info()
-            except Exception as exc:
-                raise LoadError(self.doc.source, f"page content unreadable ({_first_line(exc)})", page=self.number) from None
-            boxes = [(max(0.0, x0), max(0.0, y0), min(self.width, x1), min(self.height, y1))
-                     for x0, y0, x1, y1 in (info["bbox"] for info in infos)]
-            self._images = [b for b in boxes if b[2] > b[0] and b[3] > b[1]]
-        return list(self._images)
+        if self._images is None:
+            self._read_text_page()
+        return list(self._images)  # type: ignore[arg-type]
 
     def render(self, dpi: int = 300) -> Raster:
         """Rasterize the page as displayed (rotation applied) at ``dpi``.
