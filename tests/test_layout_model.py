@@ -370,3 +370,21 @@ def test_a_scanned_covers_text_blocks_are_no_figures(ocr_pages, tmp_path: Path) 
             held = " ".join(read.lines[i].text for i in region_lines(r, read.lines))
             assert "registrant" not in held and "check mark" not in held, (r, held)
     assert document_profile([read], {}, "cover.pdf")["company"].lower() == "nvidia corporation"
+
+
+@pytest.mark.skipif(not FILINGS.exists(), reason="shared/data/filings-dev not found")
+def test_a_statement_table_reads_as_a_reader_sees_it() -> None:
+    # The real Apple 10-Q (April 2023) net sales table sets each "$" in a cell of its own and its
+    # column headings on two lines ("April 1," over "2023"). As cells, the table's Markdown had a
+    # column of "$" before each column of amounts and the periods split over two rows.
+    from docrag.config import IngestOptions
+    from docrag.io import open_document
+    from docrag.pipeline import process_page
+
+    with open_document(FILINGS / "apple_10q_2023-04-01.pdf") as doc:
+        page = process_page(doc.page(10), IngestOptions())
+    sales = next(r.inner_text for r in page.regions if r.kind == "table" and "Total net sales" in r.inner_text)
+    rows = sales.splitlines()
+    assert rows[0] == "|  | April 1, 2023 | March 26, 2022 | April 1, 2023 | March 26, 2022 |", rows
+    assert "| Total net sales | $94,836 | $97,278 | $211,990 | $221,223 |" in rows, rows
+    assert all(" $ |" not in row and "|  |  |" not in row for row in rows), rows

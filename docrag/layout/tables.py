@@ -16,7 +16,7 @@ import re
 from docrag.layout.captions import CAPTION_RE
 from docrag.types import BBox, Line, Region, inside_share, text_height, union
 
-__all__ = ["cells", "borderless_tables", "table_to_markdown"]
+__all__ = ["cells", "borderless_tables", "table_to_markdown", "tidy_cells"]
 
 NUMERIC_RE = re.compile(r"^[(\-+\u2212$\u20ac\u00a3]?\d[\d,.]*\s?%?\)?$|^n/?a$|^[-\u2013\u2014]$", re.IGNORECASE)
 
@@ -117,13 +117,62 @@ def table_to_markdown(region: Region, lines: list[Line]) -> str:
             else:
                 spans.append([x0, x1])
         bounds = [(s[0], s[1]) for s in spans] or [(region.bbox[0], region.bbox[2])]
-    table = []
+    grid = []
     for r in rows:
         slots = [""] * len(bounds)
         for text, b in r:
             k = max(range(len(bounds)), key=lambda k: min(b[2], bounds[k][1]) - max(b[0], bounds[k][0]))
             slots[k] = f"{slots[k]} {text}".strip()
-        table.append("| " + " | ".join(s.replace("|", "\\|") for s in slots) + " |")
-    table.insert(1, "| " + " | ".join("---" for _ in bounds) + " |")
+        grid.append(slots)
+    grid = tidy_cells(grid)
+    table = ["| " + " | ".join(s.replace("|", "\\|") for s in slots) + " |" for slots in grid]
+    table.insert(1, "| " + " | ".join("---" for _ in grid[0]) + " |")
     return "\n".join(table)
+
+
+CURRENCY = ("$", "\u20ac", "\u00a3", "\u00a5")
+"""Cells holding only a currency sign: set in a column of their own before the amounts in filings."""
+CLOSERS = ("%", ")", "%)")
+"""Cells holding only what closes the amount to their left."""
+YEAR_RE = re.compile(r"^(19|20)\d\d$")
+AMOUNT_RE = re.compile(r"^[(\-\u2212]?[$\u20ac\u00a3\u00a5]?\s?\d[\d,.]*%?\)?$")
+
+
+def tidy_cells(grid: list[list[str]]) -> list[list[str]]:
+    """A table's cells as a reader sees them: signs joined to their amounts, no empty
+    columns, and a heading set on stacked rows (``June 25,`` over ``2022``) as one row.
+
+    Financial statements set ``$`` and ``%`` in cells of their own, and their column
+    headings on two or three lines; as cells, each would be a column or row of its own
+    and the period would never read as a whole.
+
+    >>> for row in tidy_cells([["", "", "June 25,", "", "June 26,"], ["", "", "2022", "", "2021"],
+    ...                        ["Net sales", "$", "82,959", "$", "81,434"], ["Margin", "", "43.3", "% $", "40.1 %"]]):
+    ...     print(row)
+    ['', 'June 25, 2022', 'June 26, 2021']
+    ['Net sales', '$82,959', '$81,434']
+    ['Margin', '43.3%', '$40.1%']
+    """
+    grid = [list(r) for r in grid]
+    for row in grid:
+        for j in range(len(row)):
+            words = row[j].split()
+            # A sign that closes the amount before (``%`` of "4 %" set in the next column) goes back...
+            while words and words[0] in CLOSERS and j > 0 and row[j - 1]:
+                row[j - 1] += words.pop(0)
+            # ...and a currency sign at a cell's end opens the amount after it.
+            if words and words[-1] in CURRENCY and j + 1 < len(row) and row[j + 1]:
+                row[j + 1] = words.pop() + row[j + 1]
+            row[j] = re.sub(r"(?<=[\d)]) (?=%)", "", " ".join(words))  # "4 %" -> "4%"
+    keep = [j for j in range(len(grid[0])) if any(row[j] for row in grid)] if grid else []
+    grid = [[row[j] for j in keep] for row in grid] if keep else grid
+    # Stacked headings: the first rows, none with a row label or an amount (a year is a heading).
+    head = 0
+    while head < len(grid) - 1 and not grid[head][0] and any(grid[head]) \
+            and not any(AMOUNT_RE.match(c) and not YEAR_RE.match(c) for c in grid[head]):
+        head += 1
+    if head >= 2:
+        merged = [" ".join(row[j] for row in grid[:head] if row[j]) for j in range(len(grid[0]))]
+        grid = [merged] + grid[head:]
+    return grid
 
