@@ -92,21 +92,20 @@ def region_context() -> None:
     original = ingest.assemble
 
     def wrapped(pages, doc_id, source, metadata=None, options=None, tags=None,  # type: ignore[no-untyped-def]
-                ocr_engine="ocr"):
-        out = original(pages, doc_id, source, metadata, options, tags, ocr_engine)
+                ocr_engine="ocr", **rest):
+        out = original(pages, doc_id, source, metadata, options, tags, ocr_engine, **rest)
         if options is not None and not options.context_headers:
             return out
-        carried, by_page = "", {}
+        carried, section = "", {}
         for page in pages:
             paths, carried = section_of_blocks(page, carried)
-            by_page[page.number] = region_sections(page, paths, visual_regions(page))
-        seen: dict[int, int] = {}
-        for chunk in out.chunks:
-            if chunk.kind != "text" and by_page.get(chunk.page):
-                i = seen.get(chunk.page, 0)
-                seen[chunk.page] = i + 1
-                if i < len(by_page[chunk.page]):
-                    chunk.context = context_header(out.profile, by_page[chunk.page][i])
+            regions = visual_regions(page)
+            for region, path in zip(regions, region_sections(page, paths, regions)):
+                section[(page.number, tuple(region.bbox))] = path
+        for chunk in out.chunks:  # a region's chunks (a long table's parts) carry its box
+            path = section.get((chunk.page, tuple(chunk.bbox))) if chunk.kind != "text" else None
+            if path:
+                chunk.context = context_header(out.profile, path)
         return out
 
     ingest.assemble = wrapped
