@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import json
 import logging
+import math
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -84,6 +85,8 @@ def fuse_hardswish(model: Any) -> int:
     Returns how many were replaced. Each intermediate must feed only the next step
     (and be no output of the graph), so nothing else loses an input.
     """
+    from onnx import helper
+
     graph = model.graph
     consts = _scalar_constants(graph)
     users: dict[str, list[Any]] = defaultdict(list)
@@ -116,8 +119,6 @@ def fuse_hardswish(model: Any) -> int:
         div = only_user(mul, "Div")
         if div is None or div.input[0] != mul.output[0] or not is_const(div.input[1], 6.0):
             continue
-        from onnx import helper
-
         gate = f"{div.output[0]}_gate"
         dropped.update(id(n) for n in (add, clip, mul))
         replaced[id(div)] = [helper.make_node("HardSigmoid", [x], [gate], alpha=1 / 6, beta=0.5, name=f"{div.name}_gate"),
@@ -125,12 +126,9 @@ def fuse_hardswish(model: Any) -> int:
     if not replaced:
         return 0
     nodes = [m for n in graph.node if id(n) not in dropped for m in replaced.get(id(n), [n])]
+    used = {name for node in nodes for name in node.input}
     del graph.node[:]
-    graph.node.extend(nodes)
-    used = {name for node in graph.node for name in node.input}
-    keep = [n for n in graph.node if n.op_type != "Constant" or n.output[0] in used]
-    del graph.node[:]
-    graph.node.extend(keep)
+    graph.node.extend(n for n in nodes if n.op_type != "Constant" or n.output[0] in used)
     return len(replaced)
 
 
@@ -143,13 +141,7 @@ def _scalar_constants(graph: Any) -> dict[str, float]:
                for a in n.attribute if a.name == "value"]
     tensors += [(t.name, t) for t in graph.initializer]
     for name, tensor in tensors:
-        if tensor.data_type == 1 and _count(tensor.dims) == 1:  # float32
+        if tensor.data_type == 1 and math.prod(tensor.dims) == 1:  # float32
             out[name] = float(numpy_helper.to_array(tensor).reshape(-1)[0])
     return out
 
-
-def _count(dims: Any) -> int:
-    n = 1
-    for d in dims:
-        n *= d
-    return n

@@ -52,20 +52,13 @@ def big_enough(b: BBox) -> bool:
     return b[2] - b[0] >= MIN_SIDE and b[3] - b[1] >= MIN_SIDE / 2 and area(b) >= MIN_SIDE ** 2
 
 
-def _clip(b: BBox, width: float, height: float) -> BBox:
-    return _intersect(b, (0.0, 0.0, width, height))
-
-
-def image_boxes(page: Any, placed: list[BBox], width: float, height: float) -> list[BBox]:
-    """Boxes of the raster images ``placed`` on a PyMuPDF page, big enough and not blank.
+def image_boxes(page: Any, placed: list[BBox]) -> list[BBox]:
+    """Of the raster images ``placed`` on a PyMuPDF page (``PageSource.image_boxes``: clipped to
+    the page), those big enough and not blank.
 
     An image drawn twice at one spot (or inside a bigger copy) counts once.
     """
-    out = []
-    for box in placed:
-        b = _clip(tuple(float(v) for v in box), width, height)  # type: ignore[arg-type]
-        if big_enough(b) and not _blank(page, b):
-            out.append(b)
+    out = [b for b in placed if big_enough(b) and not _blank(page, b)]
     keep: list[BBox] = []
     for b in sorted(out, key=lambda b: -area(b)):
         if not any(iou(b, k) > 0.9 for k in keep):

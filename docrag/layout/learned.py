@@ -116,7 +116,7 @@ def born_digital_regions(src: PageSource, lines: list[Line]) -> list[Region]:
     paths = page.get_drawings(extended=True)  # type: ignore[union-attr]
     hsegs, vsegs, _ = ruled_segments(page, paths)
     tables = grid_tables(hsegs, vsegs, lines, tol=2.0)
-    images = [b for b in image_boxes(page, src.image_boxes(), width, height) if not _behind_text(b, lines)]
+    images = [b for b in image_boxes(page, src.image_boxes()) if not _behind_text(b, lines)]
     draw = drawings(paths, width, height)
     vectors = [v for v in vector_clusters(draw, lines) if not _in_any(v, tables, 0.6)]
     figures: list[Region] = []

@@ -135,7 +135,6 @@ CURRENCY = ("$", "\u20ac", "\u00a3", "\u00a5")
 CLOSERS = ("%", ")", "%)")
 """Cells holding only what closes the amount to their left."""
 YEAR_RE = re.compile(r"^(19|20)\d\d$")
-AMOUNT_RE = re.compile(r"^[(\-\u2212]?[$\u20ac\u00a3\u00a5]?\s?\d[\d,.]*%?\)?$")
 
 
 def tidy_cells(grid: list[list[str]]) -> list[list[str]]:
@@ -169,7 +168,7 @@ def tidy_cells(grid: list[list[str]]) -> list[list[str]]:
     # Stacked headings: the first rows, none with a row label or an amount (a year is a heading).
     head = 0
     while head < len(grid) - 1 and not grid[head][0] and any(grid[head]) \
-            and not any(AMOUNT_RE.match(c) and not YEAR_RE.match(c) for c in grid[head]):
+            and not any(NUMERIC_RE.match(c) and not YEAR_RE.match(c) for c in grid[head]):
         head += 1
     if head >= 2:
         merged = [" ".join(row[j] for row in grid[:head] if row[j]) for j in range(len(grid[0]))]
